@@ -1,0 +1,263 @@
+"""Code that runs inside the managed kernel.
+
+agentnb never imports this module itself: it sends its source to the kernel when
+the kernel starts, so it must depend on the standard library only (pandas, numpy
+and pyarrow are used when the kernel has them). It sets up:
+
+- the per-step stream guard: a flood of output stays in the kernel, only its head
+  and tail cross the wire, with a count the client adds to its own marker;
+- figures closed after every step, so memory does not grow plot after plot;
+- optional limits: address space for the process, CPU seconds per step;
+- the ``agentnb.data`` comm target, through which values are pushed and pulled.
+"""
+
+from __future__ import annotations
+
+import collections
+import faulthandler
+import importlib
+import json
+import pickle
+import resource
+import signal
+import sys
+from typing import Any
+
+COMM_TARGET = "agentnb.data"
+# Written in place of the dropped middle of a stream; the client turns it into its
+# own marker. NUL bytes never occur in text a program means to print.
+DROPPED_SENTINEL = "\x00agentnb-dropped:{n}\x00"
+
+_PULLABLE_ARRAY_KINDS = "biufcmMSU"
+_crash_log: Any = None
+
+
+class CPUTimeLimitExceeded(BaseException):
+    """Raised in a step that used up its CPU seconds.
+
+    A BaseException, like KeyboardInterrupt, so `except Exception` in agent code
+    does not swallow it.
+    """
+
+
+def setup(options: dict[str, Any]) -> dict[str, Any]:
+    """Prepare the kernel; return what was preloaded and what was missing."""
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    loaded, missing = _preload(options.get("preload", ()))
+    for name in ("stdout", "stderr"):
+        guard = _StreamGuard(name, options["stream_head"], options["stream_tail"])
+        ip.events.register("pre_run_cell", guard.install)
+        ip.events.register("post_run_cell", guard.remove)
+    ip.events.register("post_run_cell", _close_figures)
+    ip.events.register("post_run_cell", _forget_stream_history)
+    if options.get("cpu_time_limit"):
+        cpu = _CpuLimit(float(options["cpu_time_limit"]))
+        ip.events.register("pre_run_cell", cpu.arm)
+        ip.events.register("post_run_cell", cpu.disarm)
+    if options.get("memory_limit"):
+        limit = int(options["memory_limit"])
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if options.get("crash_log"):
+        # a crash (segfault, abort) leaves the Python stack in the kernel's log,
+        # which agentnb quotes when it reports the death
+        global _crash_log
+        _crash_log = open(options["crash_log"], "a")  # noqa: SIM115 - lives with the process
+        faulthandler.enable(_crash_log, all_threads=False)
+    ip.kernel.comm_manager.register_target(COMM_TARGET, _open_data_comm)
+    return {"preloaded": loaded, "missing": missing}
+
+
+def _preload(modules: list[str]) -> tuple[list[str], list[str]]:
+    loaded, missing = [], []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            missing.append(name)
+        else:
+            loaded.append(name)
+    return loaded, missing
+
+
+class _StreamGuard:
+    """Passes the head of a step's stream through; holds back only the tail.
+
+    Installed at the start of every step, in front of IPython's own per-cell tee
+    of ``write`` (which would otherwise keep every character in its output
+    history), and removed at the end of the step.
+    """
+
+    def __init__(self, name: str, head: int, tail: int) -> None:
+        self.name = name
+        self.head = head
+        self.tail_limit = tail
+        self.write_through: Any = None
+        self.passed = 0
+        self.tail: collections.deque[str] = collections.deque()
+        self.tail_len = 0
+        self.dropped = 0
+
+    def install(self, *_: Any) -> None:
+        stream = getattr(sys, self.name)
+        self.write_through = stream.write
+        stream.write = self.write
+
+    def write(self, text: object) -> int:
+        if not isinstance(text, str):
+            return self.write_through(text)  # type: ignore[no-any-return]  # it raises
+        n = len(text)
+        room = self.head - self.passed
+        if room > 0:
+            self.passed += min(room, n)
+            self.write_through(text[:room])
+            text = text[room:]
+        if text:
+            self.tail.append(text)
+            self.tail_len += len(text)
+            if self.tail_len > 2 * self.tail_limit:
+                kept = "".join(self.tail)[-self.tail_limit :]
+                self.dropped += self.tail_len - len(kept)
+                self.tail = collections.deque([kept])
+                self.tail_len = len(kept)
+        return n
+
+    def remove(self, *_: Any) -> None:
+        if self.write_through is None:
+            return
+        tail = "".join(self.tail)
+        cut = max(len(tail) - self.tail_limit, 0)
+        dropped = self.dropped + cut
+        if dropped:
+            self.write_through(DROPPED_SENTINEL.format(n=dropped))
+        if tail:
+            self.write_through(tail[cut:])
+        stream = getattr(sys, self.name)
+        if getattr(stream, "write", None) == self.write:
+            stream.write = self.write_through
+        self.write_through = None
+        self.passed = self.tail_len = self.dropped = 0
+        self.tail.clear()
+
+
+def _forget_stream_history(*_: Any) -> None:
+    # IPython 9 keeps every step's stream text in memory for `%history -o`,
+    # which nobody reads in this kernel.
+    from IPython import get_ipython
+
+    outputs = getattr(get_ipython().history_manager, "outputs", None)
+    if isinstance(outputs, dict):
+        outputs.clear()
+
+
+def _close_figures(*_: Any) -> None:
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
+
+
+class _CpuLimit:
+    """Per-step CPU seconds, through RLIMIT_CPU's soft limit and SIGXCPU."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.active = False
+        self.hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        signal.signal(signal.SIGXCPU, self._expired)
+
+    def arm(self, *_: Any) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = int(usage.ru_utime + usage.ru_stime + self.seconds) + 1
+        if self.hard != resource.RLIM_INFINITY:
+            soft = min(soft, self.hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, self.hard))
+        self.active = True
+
+    def disarm(self, *_: Any) -> None:
+        self.active = False
+        resource.setrlimit(resource.RLIMIT_CPU, (self.hard, self.hard))
+
+    def _expired(self, *_: Any) -> None:
+        # The signal repeats every second past the soft limit; raise once, and
+        # never between steps, where it would hit the kernel's own machinery.
+        if self.active:
+            self.active = False
+            raise CPUTimeLimitExceeded(f"the step used more than {self.seconds:g} s of CPU time")
+
+
+# --- data hand-off ----------------------------------------------------------------
+
+
+def _open_data_comm(comm: Any, _msg: Any) -> None:
+    comm.on_msg(lambda msg: _on_data_msg(comm, msg))
+
+
+def _on_data_msg(comm: Any, msg: dict[str, Any]) -> None:
+    from IPython import get_ipython
+
+    namespace = get_ipython().user_ns
+    request = msg["content"]["data"]
+    name = request.get("name")
+    try:
+        if request.get("op") == "push":
+            # Writable copies: arrays rebuilt on the wire's read-only frames
+            # would refuse in-place edits.
+            buffers = [bytearray(b) for b in msg.get("buffers") or []]
+            namespace[name] = pickle.loads(buffers[0], buffers=buffers[1:])
+            comm.send({"ok": True, "summary": _summary(namespace[name])})
+        elif request.get("op") == "pull":
+            if name not in namespace:
+                comm.send({"ok": False, "error": f"there is no variable named {name!r}"})
+                return
+            meta, payload = _encode(namespace[name])
+            comm.send({"ok": True, **meta}, buffers=payload)
+        else:
+            comm.send({"ok": False, "error": f"unknown operation {request.get('op')!r}"})
+    except Exception as err:
+        comm.send({"ok": False, "error": f"{type(err).__name__}: {err}"})
+
+
+def _summary(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple):
+        return f"{type(value).__name__} {'×'.join(str(n) for n in shape)}"
+    return type(value).__name__
+
+
+def _encode(value: Any) -> tuple[dict[str, Any], list[Any]]:
+    """A value as (description, buffers) in formats that cannot carry code."""
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(value, pandas.DataFrame | pandas.Series):
+        import pyarrow as pa
+
+        series = isinstance(value, pandas.Series)
+        frame = value.to_frame() if series else value
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        meta: dict[str, Any] = {"kind": "series" if series else "dataframe"}
+        if series:
+            meta["name"] = value.name if isinstance(value.name, str | int | float) else None
+        return meta, [sink.getvalue()]
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        if value.dtype.kind not in _PULLABLE_ARRAY_KINDS or value.dtype.names:
+            raise TypeError(
+                f"arrays of dtype {value.dtype} cannot be pulled; convert to a numeric, "
+                "string or datetime array or to a DataFrame first"
+            )
+        array = numpy.ascontiguousarray(value)
+        return {"kind": "ndarray", "dtype": array.dtype.str, "shape": list(array.shape)}, [
+            array.tobytes()
+        ]
+    try:
+        text = json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"a {type(value).__module__}.{type(value).__qualname__} cannot be pulled; pull "
+            "takes DataFrames, Series, numpy arrays and JSON-like values (numbers, "
+            "strings, lists, dicts); convert it first, e.g. pd.DataFrame(value)"
+        ) from None
+    return {"kind": "json"}, [text.encode()]

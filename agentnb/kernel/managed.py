@@ -1,0 +1,506 @@
+"""The managed kernel: where every line of agent-written code runs.
+
+:class:`ManagedKernel` holds the policy, once, for any backend: a step's outputs,
+its time limit (interrupt, then restart if the kernel does not settle), death
+detection and restart, the data pushed in (restored after a restart), and a
+kernel started ahead of time so that the first step does not wait for it.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import logging
+import os
+import time
+import weakref
+from collections.abc import Coroutine
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from ..errors import DataTransferError, KernelError
+from ..messages import Execution, ExecutionStatus
+from ..outputs import OutputCollector
+from .backend import KernelBackend, Message
+from .config import KernelConfig
+from .environment import scrubbed_environ
+from .local import LocalBackend
+from .transfer import decode_pull, encode_push, push_failure
+
+__all__ = ["ManagedKernel"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_DEATH_POLL = 0.1  # seconds between liveness checks while waiting on the kernel
+_DRAIN_AFTER_DEATH = 0.2  # seconds to collect what a dying kernel had already sent
+_COMM_TARGET = "agentnb.data"
+_INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+class _KernelDied(Exception):
+    """Internal: the kernel process ended while a request was in flight."""
+
+
+class ManagedKernel:
+    """A Jupyter kernel that agentnb starts, owns, limits, restarts and shuts down.
+
+    Use it as an async context manager, or call :meth:`start` (or :meth:`prewarm`)
+    and :meth:`shutdown`. One request runs at a time; :meth:`interrupt` may be
+    called while a step runs. Synchronous callers go through
+    :class:`agentnb.SyncBridge`.
+
+    Args:
+        config: limits, working directory and environment (:class:`KernelConfig`).
+        backend: where the kernel runs; a local process by default.
+    """
+
+    def __init__(
+        self, config: KernelConfig | None = None, *, backend: KernelBackend | None = None
+    ) -> None:
+        self.config = config or KernelConfig()
+        self._backend: KernelBackend = backend or LocalBackend(self.config.python)
+        self._lock = asyncio.Lock()
+        self._starting: asyncio.Task[None] | None = None
+        self._started = False
+        self._closed = False
+        self._pushed: dict[str, Any] = {}
+        self._comm_id = ""
+        self._interrupted: asyncio.Event | None = None
+        self.preloaded: tuple[str, ...] = ()
+        """Modules the kernel imported at start (see ``KernelConfig.preload``)."""
+        # Whatever happens to this object, its kernel process does not outlive it
+        # (garbage collection or interpreter exit; a hard crash of this process is
+        # covered by the kernel's own parent-process poller).
+        self._finalizer = weakref.finalize(self, self._backend.kill_now)
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The kernel's process id (local backend), or None before start."""
+        return self._backend.pid
+
+    @property
+    def log_path(self) -> Path | None:
+        """The file that receives the kernel's own stdout and stderr."""
+        return self._backend.log_path
+
+    @property
+    def is_started(self) -> bool:
+        return self._started and not self._closed
+
+    def prewarm(self) -> None:
+        """Start the kernel in the background on the running event loop.
+
+        Returns at once; the next request waits for the start only if it has not
+        finished. A failed start is logged here and raised by the next request.
+        """
+        if self._closed or self._started or self._starting is not None:
+            return
+        self._starting = asyncio.get_running_loop().create_task(self._start())
+        self._starting.add_done_callback(_log_start_failure)
+
+    async def start(self) -> None:
+        """Start the kernel (or wait for the start :meth:`prewarm` began)."""
+        if self._closed:
+            raise KernelError("this managed kernel has been shut down; create a new ManagedKernel")
+        if self._started:
+            return
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+        task = self._starting
+        try:
+            # shielded: a caller that gives up waiting does not abort the start
+            await asyncio.shield(task)
+        finally:
+            if task.done() and (task.cancelled() or task.exception() is not None):
+                self._starting = None  # let the next request try again
+
+    async def restart(self) -> None:
+        """A fresh kernel process; pushed data is loaded into it again."""
+        await self.start()
+        async with self._lock:
+            await self._restart()
+
+    async def shutdown(self) -> None:
+        """End the kernel and everything it started. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            await asyncio.gather(self._starting, return_exceptions=True)
+        await self._backend.stop(graceful=True, final=True)
+        self._finalizer.detach()
+
+    async def __aenter__(self) -> ManagedKernel:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    async def _start(self) -> None:
+        config = self.config
+        cwd = os.path.abspath(config.cwd or os.getcwd())
+        env = scrubbed_environ(
+            os.environ,
+            allow=config.env_allow,
+            extra={"MPLBACKEND": _INLINE_BACKEND, "PWD": cwd, **config.env},
+        )
+        await self._backend.start(env=env, cwd=cwd, timeout=config.startup_timeout)
+        try:
+            report = await self._bootstrap()
+            self.preloaded = tuple(report.get("preloaded", ()))
+            await self._restore_pushed()
+        except BaseException:
+            await self._backend.stop(graceful=False, final=False)
+            raise
+        self._started = True
+        log.debug("managed kernel %s ready in %s", self.pid, cwd)
+
+    async def _restart(self) -> None:
+        self._started = False
+        await self._backend.stop(graceful=False, final=False)
+        await self._start()
+
+    async def _bootstrap(self) -> dict[str, Any]:
+        limits = self.config.output_limits
+        options = {
+            "preload": list(self.config.preload),
+            "stream_head": limits.stream_head,
+            "stream_tail": limits.stream_tail,
+            "memory_limit": self.config.memory_limit,
+            "cpu_time_limit": self.config.cpu_time_limit,
+            "crash_log": str(self.log_path) if self.log_path else None,
+        }
+        msg_id = self._backend.send(
+            "execute_request",
+            {
+                "code": _bootstrap_code(options),
+                "silent": True,
+                "store_history": False,
+                "user_expressions": {
+                    "report": "__import__('sys').modules['agentnb_inside'].report"
+                },
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+        )
+        reply = await self._await_or_die(
+            self._reply_and_idle(msg_id, OutputCollector()), self.config.startup_timeout
+        )
+        content = reply["content"]
+        if content["status"] != "ok":
+            raise KernelError(
+                f"the managed kernel could not be set up: {content.get('ename')}: "
+                f"{content.get('evalue')}"
+            )
+        report = content["user_expressions"]["report"]["data"]["text/plain"]
+        self._comm_id = os.urandom(16).hex()
+        self._backend.send(
+            "comm_open", {"comm_id": self._comm_id, "target_name": _COMM_TARGET, "data": {}}
+        )
+        result: dict[str, Any] = ast.literal_eval(report)
+        return result
+
+    # --- running code --------------------------------------------------------------
+
+    async def execute(self, code: str, *, timeout: float | None = None) -> Execution:
+        """Run ``code`` and return what happened; failures of the code are data.
+
+        Raises:
+            KernelError: only when the kernel itself cannot be (re)started.
+        """
+        await self.start()
+        async with self._lock:
+            return await self._execute(code, timeout or self.config.step_timeout)
+
+    async def interrupt(self) -> None:
+        """Interrupt the running step, which then ends with status ``interrupted``."""
+        if self._interrupted is not None and self._lock.locked():
+            self._interrupted.set()
+            await self._backend.interrupt()
+
+    async def _execute(self, code: str, timeout: float) -> Execution:
+        backend = self._backend
+        collector = OutputCollector(self.config.output_limits)
+        log_mark = backend.log_size()
+        self._interrupted = interrupted = asyncio.Event()
+        started = time.perf_counter()
+        msg_id = backend.send(
+            "execute_request",
+            {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                # steps are sent one at a time; aborting the queue after an error
+                # would only hit a step sent right after a cancelled one
+                "stop_on_error": False,
+            },
+        )
+        work = asyncio.ensure_future(self._reply_and_idle(msg_id, collector))
+        death = asyncio.ensure_future(self._watch_death())
+        stop = asyncio.ensure_future(interrupted.wait())
+        cause: Literal["timeout", "interrupted"] | None = None
+        deadline = started + timeout
+        try:
+            while True:
+                waiting = {work, death} if cause else {work, death, stop}
+                remaining = max(deadline - time.perf_counter(), 0.0)
+                done, _ = await asyncio.wait(
+                    waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if work in done or death in done:
+                    break
+                if stop in done:
+                    cause = "interrupted"
+                elif cause is None:
+                    cause = "timeout"
+                    await backend.interrupt()
+                else:
+                    break  # interrupted, and still busy after the grace period
+                deadline = time.perf_counter() + self.config.interrupt_grace
+            if death in done and work not in done:
+                # keep what the kernel sent before it went
+                await asyncio.wait({work}, timeout=_DRAIN_AFTER_DEATH)
+        except asyncio.CancelledError:
+            await backend.interrupt()  # a cancelled caller leaves no step running
+            raise
+        finally:
+            for task in (death, stop):
+                task.cancel()
+            if not work.done():
+                work.cancel()
+        reply = work.result() if work.done() and not work.cancelled() else None
+        duration = time.perf_counter() - started
+        return await self._conclude(code, collector, reply, cause, duration, timeout, log_mark)
+
+    async def _conclude(
+        self,
+        code: str,
+        collector: OutputCollector,
+        reply: Message | None,
+        cause: Literal["timeout", "interrupted"] | None,
+        duration: float,
+        timeout: float,
+        log_mark: int,
+    ) -> Execution:
+        """Decide the status, restart the kernel if it must, and say so."""
+        content = reply["content"] if reply else {}
+        notes: list[str] = []
+        status: ExecutionStatus
+        restarted = False
+        if self._closed:
+            status = "interrupted"
+            notes.append("The managed kernel was shut down while this step ran.")
+        elif reply is None and not self._backend.is_alive():
+            status = "died"
+            reason = self._backend.exit_reason()
+            tail = self._backend.log_tail(log_mark)
+            await self._restart()
+            restarted = True
+            notes.append(
+                f"The kernel {reason} while running this step, so it was restarted: "
+                f"{self._lost_state()}"
+            )
+            if tail:
+                notes.append(f"The kernel's log ends with:\n{tail}")
+        elif reply is None:
+            assert cause is not None
+            status = cause
+            await self._restart()
+            restarted = True
+            notes.append(
+                f"{_cause_text(cause, timeout=timeout)} It did "
+                f"not stop when interrupted, so the kernel was restarted: "
+                f"{self._lost_state()}"
+            )
+        elif cause is not None:
+            status = cause
+            notes.append(
+                f"{_cause_text(cause, timeout=timeout)} The "
+                "kernel kept its state: variables from earlier steps still exist."
+            )
+        elif content.get("ename") == "CPUTimeLimitExceeded":
+            status = "timeout"
+            notes.append(
+                f"The step used more than {self.config.cpu_time_limit:g} s of CPU "
+                "time and was stopped. The kernel kept its state."
+            )
+        else:
+            status = "ok" if content.get("status") == "ok" else "error"
+        truncated = collector.truncation_notes()
+        if truncated:
+            notes.append("Output was cut: " + "; ".join(truncated) + ".")
+        return Execution(
+            code=code,
+            status=status,
+            outputs=tuple(collector.outputs()),
+            execution_count=content.get("execution_count"),
+            duration=duration,
+            restarted=restarted,
+            note="\n".join(notes),
+        )
+
+    def _lost_state(self) -> str:
+        text = "variables defined by earlier steps are gone"
+        if self._pushed:
+            text += (
+                "; the data given to the agents was loaded again ("
+                + ", ".join(sorted(self._pushed))
+                + ")"
+            )
+        return text + "."
+
+    async def _reply_and_idle(self, msg_id: str, collector: OutputCollector) -> Message:
+        """The shell reply to ``msg_id``, once its outputs are complete too."""
+        reply = asyncio.ensure_future(self._shell_reply(msg_id))
+        try:
+            await self._drain(msg_id, collector)
+            return await reply
+        finally:
+            reply.cancel()
+
+    async def _shell_reply(self, msg_id: str) -> Message:
+        while True:
+            msg = await self._backend.shell_reply()
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+
+    async def _drain(self, msg_id: str, collector: OutputCollector | None) -> list[Message]:
+        """Read iopub until the kernel is idle after ``msg_id``; return its comm replies."""
+        comm_replies: list[Message] = []
+        while True:
+            msg = await self._backend.iopub()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            msg_type = msg["msg_type"]
+            if msg_type == "status":
+                if msg["content"]["execution_state"] == "idle":
+                    return comm_replies
+            elif msg_type == "comm_msg":
+                comm_replies.append(msg)
+            elif collector is not None:
+                collector.add(msg)
+
+    async def _watch_death(self) -> None:
+        # a process exit has no event to await, so poll; cheap (one waitid call)
+        while self._backend.is_alive():  # noqa: ASYNC110
+            await asyncio.sleep(_DEATH_POLL)
+
+    async def _await_or_die(self, work: Coroutine[Any, Any, T], timeout: float) -> T:
+        """``work``'s result, unless the kernel dies or the time runs out first."""
+        task = asyncio.ensure_future(work)
+        death = asyncio.ensure_future(self._watch_death())
+        try:
+            done, _ = await asyncio.wait(
+                {task, death}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            death.cancel()
+            if not task.done():
+                task.cancel()
+        if task in done:
+            return task.result()
+        if death in done:
+            raise _KernelDied(self._backend.exit_reason())
+        raise TimeoutError(f"the managed kernel did not answer within {timeout:g} s")
+
+    # --- data ----------------------------------------------------------------------
+
+    async def push(self, name: str, value: Any) -> str:
+        """Make ``value`` a variable called ``name`` in the kernel; return a summary.
+
+        The value is kept and pushed again whenever the kernel restarts.
+
+        Raises:
+            DataTransferError: the value cannot be pickled, the name is not a valid
+                variable name, or the kernel could not load it.
+        """
+        frames = encode_push(name, value)
+        await self.start()
+        async with self._lock:
+            summary = await self._push_frames(name, frames)
+        self._pushed[name] = value
+        return summary
+
+    async def pull(self, name: str) -> Any:
+        """A copy of the kernel's variable ``name`` (DataFrame, Series, array or JSON).
+
+        Raises:
+            DataTransferError: no such variable, or a type that cannot be pulled
+                safely (the message says how to convert it).
+        """
+        await self.start()
+        async with self._lock:
+            reply = await self._data_request({"op": "pull", "name": name}, (), name)
+        data = reply["content"]["data"]
+        if not data.get("ok"):
+            raise DataTransferError(
+                f"cannot pull {name!r} from the agents' kernel: {data.get('error')}"
+            )
+        return decode_pull(data, reply.get("buffers") or [])
+
+    async def _push_frames(self, name: str, frames: list[Any]) -> str:
+        reply = await self._data_request({"op": "push", "name": name}, frames, name)
+        data = reply["content"]["data"]
+        if not data.get("ok"):
+            raise push_failure(name, str(data.get("error")))
+        return str(data.get("summary", ""))
+
+    async def _data_request(self, request: dict[str, Any], frames: Any, name: str) -> Message:
+        msg_id = self._backend.send(
+            "comm_msg", {"comm_id": self._comm_id, "data": request}, buffers=frames
+        )
+        try:
+            replies = await self._await_or_die(self._drain(msg_id, None), self.config.step_timeout)
+        except _KernelDied as died:
+            await self._restart()
+            raise DataTransferError(
+                f"the agents' kernel {died} while handling {name!r}; it was restarted"
+            ) from None
+        except TimeoutError as err:
+            raise DataTransferError(f"moving {name!r} failed: {err}") from None
+        if not replies:
+            raise DataTransferError(f"the agents' kernel did not answer about {name!r}")
+        return replies[-1]
+
+    async def _restore_pushed(self) -> None:
+        for name, value in list(self._pushed.items()):
+            try:
+                await self._push_frames(name, encode_push(name, value))
+            except DataTransferError as err:
+                log.warning("could not load %r into the restarted kernel: %s", name, err)
+                del self._pushed[name]
+
+
+def _cause_text(cause: str, *, timeout: float) -> str:
+    if cause == "timeout":
+        return f"The step ran longer than {timeout:g} s and was interrupted."
+    return "The step was interrupted on request."
+
+
+def _bootstrap_code(options: dict[str, Any]) -> str:
+    """Code that installs :mod:`agentnb.kernel.inside`, leaving no user variable."""
+    source = resources.files(__package__).joinpath("inside.py").read_text("utf-8")
+    return (
+        "def __agentnb_setup():\n"
+        "    import sys, types\n"
+        "    module = types.ModuleType('agentnb_inside')\n"
+        f"    exec(compile({source!r}, 'agentnb_inside.py', 'exec'), module.__dict__)\n"
+        "    sys.modules['agentnb_inside'] = module\n"
+        f"    module.report = module.setup({options!r})\n"
+        "__agentnb_setup()\n"
+        "del __agentnb_setup\n"
+    )
+
+
+def _log_start_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("the managed kernel failed to start in the background: %s", task.exception())

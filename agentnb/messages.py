@@ -1,0 +1,83 @@
+"""The vocabulary of agentnb: typed, immutable records passed between its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .outputs import Output, render_for_model, truncate_middle
+
+__all__ = ["Execution", "ExecutionStatus"]
+
+ExecutionStatus = Literal["ok", "error", "timeout", "died", "interrupted"]
+"""How a step ended.
+
+``ok`` and ``error`` are the kernel's own verdicts. ``timeout``: the step ran past its
+time limit and was interrupted. ``died``: the kernel process ended (``os._exit``, a
+crash, the out-of-memory killer). ``interrupted``: someone asked to stop it.
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Execution:
+    """The result of running one step of code in the managed kernel.
+
+    Attributes:
+        code: the code that was run.
+        status: how it ended (see :data:`ExecutionStatus`).
+        outputs: nbformat v4 output dicts, in order; streams merged, capped.
+        execution_count: the kernel's counter for this step, if it got that far.
+        duration: seconds from sending the code to the end of its outputs.
+        restarted: the kernel was restarted after this step, so variables created
+            by earlier steps are gone (pushed data is restored).
+        note: what agentnb did and why, in plain words (timeouts, restarts,
+            dropped output); empty when there is nothing to say.
+    """
+
+    code: str
+    status: ExecutionStatus
+    outputs: tuple[Output, ...]
+    execution_count: int | None
+    duration: float
+    restarted: bool = False
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def error(self) -> Output | None:
+        """The last ``error`` output, if there is one."""
+        for out in reversed(self.outputs):
+            if out.get("output_type") == "error":
+                return out
+        return None
+
+    @property
+    def stdout(self) -> str:
+        """Everything the step wrote to stdout (after capping)."""
+        return "".join(
+            str(o.get("text", ""))
+            for o in self.outputs
+            if o.get("output_type") == "stream" and o.get("name") == "stdout"
+        )
+
+    def to_model_text(self, limit: int = 6_000) -> str:
+        """A compact rendering for a language model, at most ``limit`` characters.
+
+        The first line states the status; the note (if any) comes next, so that a
+        truncated body never hides what happened to the kernel.
+        """
+        head = (
+            f"[step {self.status}"
+            + (f", In[{self.execution_count}]" if self.execution_count else "")
+            + f", {self.duration:.1f} s]"
+        )
+        lines = [head]
+        if self.note:
+            lines.append(self.note)
+        prefix = "\n".join(lines)
+        room = max(limit - len(prefix) - 1, 0)
+        body = render_for_model(self.outputs, room) if self.outputs else "(no output)"
+        return truncate_middle(f"{prefix}\n{body}", limit)
