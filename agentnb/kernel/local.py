@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import zmq.asyncio
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
@@ -73,6 +74,7 @@ class LocalBackend:
         self._dir: Path | None = None
         self._km: Any = None
         self._kc: Any = None
+        self._context: zmq.asyncio.Context | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -91,7 +93,11 @@ class LocalBackend:
             )
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="agentnb-kernel-"))
+        # our own zmq context, destroyed in _teardown: a context left to the
+        # garbage collector with a socket still open blocks it forever
+        self._context = zmq.asyncio.Context()
         km = AsyncKernelManager(
+            context=self._context,
             transport="ipc",
             connection_file=str(self._dir / f"kernel-{os.urandom(4).hex()}.json"),
             kernel_spec_manager=_OwnSpec(self._python),
@@ -155,8 +161,11 @@ class LocalBackend:
         process, self._process = self._process, None
         kc, self._kc = self._kc, None
         km, self._km = self._km, None
+        context, self._context = self._context, None
         if kc is not None:
             kc.stop_channels()
+        if context is not None:
+            context.destroy(linger=0)
         if process is not None:
             # The group outlives its leader while children the agents' code
             # started are running; the kernel is not reaped yet, so its pid
