@@ -101,7 +101,7 @@ class ManagedKernel:
         if self._closed or self._started or self._starting is not None:
             return
         self._starting = asyncio.get_running_loop().create_task(self._start())
-        self._starting.add_done_callback(_log_start_failure)
+        self._starting.add_done_callback(_log_failure)
 
     async def start(self) -> None:
         """Start the kernel (or wait for the start :meth:`prewarm` began)."""
@@ -109,7 +109,8 @@ class ManagedKernel:
             raise KernelError("this managed kernel has been shut down; create a new ManagedKernel")
         if self._started:
             return
-        if self._starting is None:
+        if self._starting is None or self._starting.done():
+            # nothing under way, or an earlier start (or restart) has failed
             self._starting = asyncio.get_running_loop().create_task(self._start())
         task = self._starting
         try:
@@ -130,11 +131,31 @@ class ManagedKernel:
         if self._closed:
             return
         self._closed = True
+        await self._stop()
+
+    async def _stop(self) -> None:
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()
             await asyncio.gather(self._starting, return_exceptions=True)
         await self._backend.stop(graceful=True, final=True)
         self._finalizer.detach()
+
+    def close(self) -> None:
+        """Begin :meth:`shutdown` and return at once.
+
+        With an event loop running, the shutdown continues as a task on it;
+        without one (interpreter exit, plain scripts), the kernel's process
+        group is killed on the spot.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._finalizer()  # kill_now, once
+            return
+        loop.create_task(self._stop()).add_done_callback(_log_failure)
 
     async def __aenter__(self) -> ManagedKernel:
         await self.start()
@@ -501,6 +522,7 @@ def _bootstrap_code(options: dict[str, Any]) -> str:
     )
 
 
-def _log_start_failure(task: asyncio.Task[None]) -> None:
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """Done-callback of background tasks: a failure is logged, never lost."""
     if not task.cancelled() and task.exception() is not None:
-        log.warning("the managed kernel failed to start in the background: %s", task.exception())
+        log.warning("managed kernel: %s", task.exception())

@@ -88,6 +88,40 @@ async def test_shutdown_leaves_no_process_behind(
         await kernel.execute("1")
 
 
+async def test_close_returns_at_once_and_the_kernel_goes(
+    make_kernel: Callable[..., ManagedKernel], wait_gone: Callable[..., bool]
+) -> None:
+    kernel = make_kernel()
+    await kernel.start()
+    pid = kernel.pid
+    assert pid is not None
+    kernel.close()  # not awaited: the shutdown goes on as a task
+    with pytest.raises(KernelError, match="has been shut down"):
+        await kernel.execute("1")
+    gone = False
+    for _ in range(100):  # let the shutdown task run on this loop
+        await asyncio.sleep(0.05)
+        gone = wait_gone(pid, within=0.01)
+        if gone:
+            break
+    assert gone
+
+
+async def test_a_restart_that_fails_is_retried_by_the_next_request(
+    make_kernel: Callable[..., ManagedKernel], tmp_path: Path
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    kernel = make_kernel(cwd=str(workdir))
+    await kernel.start()
+    workdir.rmdir()  # the kernel cannot start there any more
+    with pytest.raises(KernelStartError, match="does not exist"):
+        await kernel.execute("import os\nos._exit(1)")
+    workdir.mkdir()
+    result = await kernel.execute("'back'")
+    assert result.outputs[0]["data"]["text/plain"] == "'back'"
+
+
 async def test_a_forgotten_kernel_is_killed_when_collected(
     wait_gone: Callable[..., bool],
 ) -> None:
