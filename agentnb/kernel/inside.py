@@ -233,7 +233,8 @@ def _encode(value: Any) -> tuple[dict[str, Any], list[Any]]:
 
         series = isinstance(value, pandas.Series)
         frame = value.to_frame() if series else value
-        table = pa.Table.from_pandas(frame, preserve_index=True)
+        # None: a RangeIndex travels as metadata, any other index as columns
+        table = pa.Table.from_pandas(frame, preserve_index=None)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)

@@ -55,8 +55,11 @@ class _OwnSpec(KernelSpecManager):
                 "ipykernel_launcher",
                 "-f",
                 "{connection_file}",
-                # the agents' code stays out of the user's IPython history
-                "--HistoryManager.enabled=False",
+                # the agents' code stays out of the user's IPython history; an
+                # in-memory history rather than none, because a disabled history
+                # makes ipykernel 7.4's shutdown hang in a race about half the
+                # time (bench/README.md, "shutdown")
+                "--HistoryManager.hist_file=:memory:",
             ],
         )
 

@@ -193,6 +193,11 @@ async def test_the_sync_bridge_drives_a_kernel_from_blocking_code() -> None:
         bridge.close()
 
 
+async def test_the_agents_code_stays_out_of_the_users_history(kernel: ManagedKernel) -> None:
+    result = await kernel.execute("get_ipython().history_manager.hist_file")
+    assert result.outputs[0]["data"]["text/plain"] == "':memory:'"
+
+
 async def test_a_kernel_python_can_be_chosen(make_kernel: Callable[..., ManagedKernel]) -> None:
     kernel = make_kernel(python=sys.executable)
     result = await kernel.execute("import sys\nsys.executable")
