@@ -148,7 +148,7 @@ def _machine_busy() -> float:
 def _own_cpu() -> float | None:
     """CPU seconds of this process, its reaped children and its live descendants."""
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
     except ImportError:
         return None
     me = psutil.Process()

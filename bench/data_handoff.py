@@ -10,6 +10,9 @@ frame (a string column with 4 values, a datetime, an int64 and a float64 column)
 - Arrow IPC stream, read back with ``table.validate(full=True)`` (what pull does);
 - parquet, uncompressed and snappy.
 
+Arrow and parquet encode with ``preserve_index=None``, as pull does: a
+``RangeIndex`` travels as metadata, not as a column.
+
 Part 2, end to end through agentnb: ``ManagedKernel.push`` and ``.pull`` of the
 same frame (medians over several repetitions), and a check that the pulled frame
 equals the original (``pandas.testing.assert_frame_equal``).
@@ -20,7 +23,7 @@ pandas 2 default, which pickle must write string by string.
 
 Needs agentnb, pandas and pyarrow; the project's own venv is enough.
 
-    python bench/data_handoff.py [--reps 7] [--quick]
+    python bench/data_handoff.py [--reps 15] [--quick]
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ PACKAGES = ["agentnb", "pandas", "numpy", "pyarrow", "ipykernel", "jupyter_clien
 def make_frame(rows: int, *, object_strings: bool) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     labels = np.array(["north", "south", "east", "west"], dtype=object)[rng.integers(0, 4, rows)]
-    return pd.DataFrame(
+    frame: pd.DataFrame = pd.DataFrame(
         {
             "region": pd.Series(labels, dtype=object) if object_strings else list(labels),
             "when": pd.date_range("2024-01-01", periods=rows, freq="s"),
@@ -56,6 +59,7 @@ def make_frame(rows: int, *, object_strings: bool) -> pd.DataFrame:
             "price": rng.standard_normal(rows),
         }
     )
+    return frame
 
 
 # --- formats: (serialize, deserialize, size of the serialized form) --------------
@@ -73,7 +77,7 @@ def _oob_size(data: tuple[bytes, list[pickle.PickleBuffer]]) -> int:
 
 
 def _arrow_write(df: pd.DataFrame) -> pa.Buffer:
-    table = pa.Table.from_pandas(df, preserve_index=True)
+    table = pa.Table.from_pandas(df, preserve_index=None)  # as pull encodes
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -83,14 +87,15 @@ def _arrow_write(df: pd.DataFrame) -> pa.Buffer:
 def _arrow_read(buf: pa.Buffer) -> pd.DataFrame:
     table = pa.ipc.open_stream(buf).read_all()
     table.validate(full=True)
-    return table.to_pandas()
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
 
 
 def _parquet_write(compression: str | None) -> Callable[[pd.DataFrame], bytes]:
     def write(df: pd.DataFrame) -> bytes:
         out = io.BytesIO()
         pq.write_table(
-            pa.Table.from_pandas(df, preserve_index=True), out, compression=compression or "none"
+            pa.Table.from_pandas(df, preserve_index=None), out, compression=compression or "none"
         )
         return out.getvalue()
 
@@ -98,7 +103,8 @@ def _parquet_write(compression: str | None) -> Callable[[pd.DataFrame], bytes]:
 
 
 def _parquet_read(data: bytes) -> pd.DataFrame:
-    return pq.read_table(pa.BufferReader(data)).to_pandas()
+    frame: pd.DataFrame = pq.read_table(pa.BufferReader(data)).to_pandas()
+    return frame
 
 
 FORMATS: dict[str, Codec] = {
@@ -202,11 +208,12 @@ async def bench_agentnb(df: pd.DataFrame, reps: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--reps", type=int, help="measured repetitions (default 7; --quick 2)")
+    ap.add_argument("--reps", type=int, help="measured repetitions (default 15; --quick 2)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 100,000 rows, 2 reps")
     args = ap.parse_args()
-    reps = args.reps or (2 if args.quick else 7)
+    reps = args.reps or (2 if args.quick else 15)
     rows = 100_000 if args.quick else ROWS
+    machine = machine_info(PACKAGES)
     started = time.perf_counter()
     variants: dict[str, Any] = {}
     for variant, object_strings in (("default dtypes", False), ("object strings", True)):
@@ -264,7 +271,7 @@ def main() -> None:
             "benchmark": "data_handoff",
             "quick": args.quick,
             "reps": reps,
-            "machine": machine_info(PACKAGES),
+            "machine": machine,
             "variants": variants,
             "wall_s": wall,
         },

@@ -38,12 +38,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import os
 import shutil
+import signal
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -179,9 +181,11 @@ class RawPath:
             if msg["parent_header"].get("msg_id") == msg_id:
                 return msg
 
-    async def stop(self) -> None:
+    async def stop(self) -> int | None:
+        process = self.km.provisioner.process
         self.kc.stop_channels()
         await self.km.shutdown_kernel()
+        return process.poll()
 
 
 class AutogenPath:
@@ -219,10 +223,12 @@ class AutogenPath:
         png = any(str(f).endswith(".png") for f in r.output_files)
         return Result(ok=r.exit_code == 0, busy_s=self.last_busy, png=png)
 
-    async def stop(self) -> None:
+    async def stop(self) -> int | None:
         output_dir = self.ex.output_dir
+        process = self.ex._client.km.provisioner.process  # type: ignore[union-attr]
         await self.ex.stop()
         shutil.rmtree(output_dir, ignore_errors=True)  # it writes every PNG and HTML there
+        return process.poll()  # type: ignore[no-any-return]
 
 
 def _probed_backend() -> Any:
@@ -280,8 +286,15 @@ class AgentnbPath:
             ok=e.status == "ok", busy_s=_busy(status.get("busy"), status.get("idle")), png=png
         )
 
-    async def stop(self) -> None:
-        await self.k.shutdown()
+    async def stop(self) -> int | None:
+        return await _shutdown_agentnb(self.k)
+
+
+async def _shutdown_agentnb(k: Any) -> int | None:
+    """``k.shutdown()``; the kernel's exit code (-9: SIGKILLed at the 1 s cap)."""
+    process = k._backend._process
+    await k.shutdown()
+    return process.poll()  # type: ignore[no-any-return]
 
 
 PATHS: list[type[RawPath] | type[AutogenPath] | type[AgentnbPath]] = [
@@ -337,9 +350,10 @@ async def warm_block(block: int, counts: Counts, samples: dict[str, Any]) -> dic
                     slot["outside"].append(dt - r.busy_s)
         medians[workload] = {k: statistics.median(v) * 1000 for k, v in taken.items()}
     shutdown: dict[str, float] = {}
+    exit_codes: dict[str, int | None] = {}
     for p in rotate(paths, 1):
         t0 = time.perf_counter()
-        await p.stop()
+        exit_codes[p.key] = await p.stop()
         shutdown[p.key] = time.perf_counter() - t0
     load = watch.read()
     print(
@@ -354,6 +368,7 @@ async def warm_block(block: int, counts: Counts, samples: dict[str, Any]) -> dic
         "block": block + 1,
         "block_medians_ms": medians,
         "shutdown_s": shutdown,
+        "exit_codes": exit_codes,
         "quiet_wait": quiet,
         **load,
     }
@@ -388,7 +403,7 @@ async def _cold(path: RawPath | AutogenPath | AgentnbPath) -> dict[str, float]:
     t1 = time.perf_counter()
     r = await path.execute("x = 1")
     t2 = time.perf_counter()
-    await path.stop()
+    exit_code = await path.stop()
     t3 = time.perf_counter()
     if not r.ok:
         raise RuntimeError(f"{path.key}: x = 1 failed in a new kernel")
@@ -397,6 +412,7 @@ async def _cold(path: RawPath | AutogenPath | AgentnbPath) -> dict[str, float]:
         "start_s": t1 - t0,
         "first_execute_s": t2 - t1,
         "shutdown_s": t3 - t2,
+        "exit_code": exit_code,
     }
 
 
@@ -417,7 +433,7 @@ async def prewarmed_agentnb() -> dict[str, float]:
         await k.execute("x = 1")
         warm.append(time.perf_counter() - t)
     t2 = time.perf_counter()
-    await k.shutdown()
+    exit_code = await _shutdown_agentnb(k)
     t3 = time.perf_counter()
     if e.status != "ok":
         raise RuntimeError("agentnb pre-warmed: x = 1 failed")
@@ -427,6 +443,7 @@ async def prewarmed_agentnb() -> dict[str, float]:
         "ready_before_request": ready,
         "next_5_median_s": statistics.median(warm),
         "shutdown_s": t3 - t2,
+        "exit_code": exit_code,
     }
 
 
@@ -479,12 +496,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         for w in WORKLOADS
     }
+    machine = machine_info(PACKAGES)
     started = time.perf_counter()
     print(f"warm round trips: {args.blocks} blocks, one fresh kernel per path per block")
     blocks = [await warm_block(b, counts, samples) for b in range(args.blocks)]
     print(f"\ncold starts: {args.cold_rounds} rounds after {args.cold_warmup} warm-up round(s)")
     cold, cold_loads = await cold_rounds(args.cold_rounds, args.cold_warmup)
     return {
+        "machine": machine,
         "counts": counts.__dict__,
         "samples": samples,
         "blocks": blocks,
@@ -590,6 +609,7 @@ def report(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
         }
         if recs and "ready_before_request" in recs[0]:
             parts["ready_before_request"] = sum(bool(r["ready_before_request"]) for r in recs)
+        parts["exit_codes"] = _count(r["exit_code"] for r in recs)
         cold[name] = parts
         total = parts["total_s"]
         rows.append(
@@ -602,12 +622,23 @@ def report(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
                 ms(parts["first_execute_s"]["median_ms"]),
                 ms(parts["shutdown_s"]["median_ms"]),
                 ms(parts["shutdown_s"]["p95_ms"]),
+                _killed(parts["exit_codes"]),
             ]
         )
     print_table(
         "new kernel -> first `x = 1` result (ms); pre-warmed: request -> result after "
         f"prewarm() and {PREWARM_IDLE_S:g} s idle",
-        ["path", "n", "median", "p95", "start", "first execute", "shutdown", "shutdown p95"],
+        [
+            "path",
+            "n",
+            "median",
+            "p95",
+            "start",
+            "first execute",
+            "shutdown",
+            "shutdown p95",
+            "killed",
+        ],
         rows,
     )
     pre = cold["agentnb pre-warmed (default preload)"]
@@ -617,14 +648,31 @@ def report(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
         f"{ms(pre['next_5_median_s']['median_ms'])} ms"
     )
 
-    shutdown_after = {key: summarize(b["shutdown_s"][key] for b in raw["blocks"]) for key in labels}
+    shutdown_after = {
+        key: {
+            **summarize(b["shutdown_s"][key] for b in raw["blocks"]),
+            "exit_codes": _count(b["exit_codes"][key] for b in raw["blocks"]),
+        }
+        for key in labels
+    }
     print_table(
         "shutdown after the warm workloads (pandas, matplotlib loaded, 1M-row frame) (ms)",
-        ["path", "n", "median", "p95", "max"],
+        ["path", "n", "median", "p95", "max", "killed"],
         [
-            [labels[k], s["n"], ms(s["median_ms"]), ms(s["p95_ms"]), ms(s["max_ms"])]
+            [
+                labels[k],
+                s["n"],
+                ms(s["median_ms"]),
+                ms(s["p95_ms"]),
+                ms(s["max_ms"]),
+                _killed(s["exit_codes"]),
+            ]
             for k, s in shutdown_after.items()
         ],
+    )
+    print(
+        "  killed: kernels that ended by a signal: SIGKILL/SIGTERM from the client's time cap,"
+        " SIGABRT from the kernel itself"
     )
 
     foreign = [
@@ -641,7 +689,7 @@ def report(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
     return {
         "benchmark": "kernel_roundtrip",
         "quick": args.quick,
-        "machine": machine_info(PACKAGES),
+        "machine": raw["machine"],
         "kernel_name_for_raw_and_autogen": KERNEL_NAME,
         "method": {
             "blocks": args.blocks,
@@ -661,6 +709,20 @@ def report(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
         "cold_round_loads": raw["cold_loads"],
         "wall_s": raw["wall_s"],
     }
+
+
+def _count(codes: Iterable[int | None]) -> dict[str, int]:
+    """How many kernels ended with each exit code ("-9": SIGKILL)."""
+    return dict(collections.Counter(str(c) for c in codes))
+
+
+def _killed(exit_codes: dict[str, int]) -> str:
+    killed = {c: n for c, n in exit_codes.items() if c.startswith("-")}
+    total = sum(exit_codes.values())
+    if not killed:
+        return f"0/{total}"
+    names = ", ".join(f"{signal.Signals(-int(c)).name} {n}" for c, n in killed.items())
+    return f"{sum(killed.values())}/{total} ({names})"
 
 
 def main() -> None:

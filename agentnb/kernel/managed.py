@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import logging
 import os
 import time
 import weakref
-from collections.abc import Coroutine
-from importlib import resources
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from ..errors import DataTransferError, KernelError
+from ..errors import DataTransferError, KernelError, KernelStartError
 from ..messages import Execution, ExecutionStatus
 from ..outputs import OutputCollector
 from .backend import KernelBackend, Message
+from .channel import COMM_TARGET, Channel, KernelDied, bootstrap_code
 from .config import KernelConfig
 from .environment import scrubbed_environ
 from .local import LocalBackend
@@ -32,16 +33,8 @@ __all__ = ["ManagedKernel"]
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-_DEATH_POLL = 0.1  # seconds between liveness checks while waiting on the kernel
 _DRAIN_AFTER_DEATH = 0.2  # seconds to collect what a dying kernel had already sent
-_COMM_TARGET = "agentnb.data"
 _INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
-
-
-class _KernelDied(Exception):
-    """Internal: the kernel process ended while a request was in flight."""
 
 
 class ManagedKernel:
@@ -62,6 +55,7 @@ class ManagedKernel:
     ) -> None:
         self.config = config or KernelConfig()
         self._backend: KernelBackend = backend or LocalBackend(self.config.python)
+        self._channel = Channel(self._backend)
         self._lock = asyncio.Lock()
         self._starting: asyncio.Task[None] | None = None
         self._started = False
@@ -198,22 +192,28 @@ class ManagedKernel:
             "cpu_time_limit": self.config.cpu_time_limit,
             "crash_log": str(self.log_path) if self.log_path else None,
         }
-        msg_id = self._backend.send(
-            "execute_request",
-            {
-                "code": _bootstrap_code(options),
-                "silent": True,
-                "store_history": False,
-                "user_expressions": {
-                    "report": "__import__('sys').modules['agentnb_inside'].report"
-                },
-                "allow_stdin": False,
-                "stop_on_error": True,
-            },
+        msg_id = self._channel.execute_request(
+            bootstrap_code(options),
+            silent=True,
+            user_expressions={"report": "__import__('sys').modules['agentnb_inside'].report"},
         )
-        reply = await self._await_or_die(
-            self._reply_and_idle(msg_id, OutputCollector()), self.config.startup_timeout
-        )
+        try:
+            reply = await self._channel.await_or_die(
+                self._channel.reply_and_idle(msg_id, OutputCollector()),
+                self.config.startup_timeout,
+            )
+        except (KernelDied, TimeoutError) as err:
+            reason = (
+                f"did not finish setting up within {self.config.startup_timeout:g} s"
+                if isinstance(err, TimeoutError)
+                else f"{err} while being set up"
+            )
+            tail = self._backend.log_tail()
+            raise KernelStartError(
+                f"the managed kernel {reason}"
+                + (f"; its log ends with:\n{tail}" if tail else "")
+                + (". Is memory_limit too low?" if self.config.memory_limit else "")
+            ) from None
         content = reply["content"]
         if content["status"] != "ok":
             raise KernelError(
@@ -223,7 +223,7 @@ class ManagedKernel:
         report = content["user_expressions"]["report"]["data"]["text/plain"]
         self._comm_id = os.urandom(16).hex()
         self._backend.send(
-            "comm_open", {"comm_id": self._comm_id, "target_name": _COMM_TARGET, "data": {}}
+            "comm_open", {"comm_id": self._comm_id, "target_name": COMM_TARGET, "data": {}}
         )
         result: dict[str, Any] = ast.literal_eval(report)
         return result
@@ -252,21 +252,9 @@ class ManagedKernel:
         log_mark = backend.log_size()
         self._interrupted = interrupted = asyncio.Event()
         started = time.perf_counter()
-        msg_id = backend.send(
-            "execute_request",
-            {
-                "code": code,
-                "silent": False,
-                "store_history": True,
-                "user_expressions": {},
-                "allow_stdin": False,
-                # steps are sent one at a time; aborting the queue after an error
-                # would only hit a step sent right after a cancelled one
-                "stop_on_error": False,
-            },
-        )
-        work = asyncio.ensure_future(self._reply_and_idle(msg_id, collector))
-        death = asyncio.ensure_future(self._watch_death())
+        msg_id = self._channel.execute_request(code)
+        work = asyncio.ensure_future(self._channel.reply_and_idle(msg_id, collector))
+        death = asyncio.ensure_future(self._channel.watch_death())
         stop = asyncio.ensure_future(interrupted.wait())
         cause: Literal["timeout", "interrupted"] | None = None
         deadline = started + timeout
@@ -379,60 +367,6 @@ class ManagedKernel:
             )
         return text + "."
 
-    async def _reply_and_idle(self, msg_id: str, collector: OutputCollector) -> Message:
-        """The shell reply to ``msg_id``, once its outputs are complete too."""
-        reply = asyncio.ensure_future(self._shell_reply(msg_id))
-        try:
-            await self._drain(msg_id, collector)
-            return await reply
-        finally:
-            reply.cancel()
-
-    async def _shell_reply(self, msg_id: str) -> Message:
-        while True:
-            msg = await self._backend.shell_reply()
-            if msg["parent_header"].get("msg_id") == msg_id:
-                return msg
-
-    async def _drain(self, msg_id: str, collector: OutputCollector | None) -> list[Message]:
-        """Read iopub until the kernel is idle after ``msg_id``; return its comm replies."""
-        comm_replies: list[Message] = []
-        while True:
-            msg = await self._backend.iopub()
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            msg_type = msg["msg_type"]
-            if msg_type == "status":
-                if msg["content"]["execution_state"] == "idle":
-                    return comm_replies
-            elif msg_type == "comm_msg":
-                comm_replies.append(msg)
-            elif collector is not None:
-                collector.add(msg)
-
-    async def _watch_death(self) -> None:
-        # a process exit has no event to await, so poll; cheap (one waitid call)
-        while self._backend.is_alive():  # noqa: ASYNC110
-            await asyncio.sleep(_DEATH_POLL)
-
-    async def _await_or_die(self, work: Coroutine[Any, Any, T], timeout: float) -> T:
-        """``work``'s result, unless the kernel dies or the time runs out first."""
-        task = asyncio.ensure_future(work)
-        death = asyncio.ensure_future(self._watch_death())
-        try:
-            done, _ = await asyncio.wait(
-                {task, death}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            death.cancel()
-            if not task.done():
-                task.cancel()
-        if task in done:
-            return task.result()
-        if death in done:
-            raise _KernelDied(self._backend.exit_reason())
-        raise TimeoutError(f"the managed kernel did not answer within {timeout:g} s")
-
     # --- data ----------------------------------------------------------------------
 
     async def push(self, name: str, value: Any) -> str:
@@ -446,7 +380,7 @@ class ManagedKernel:
         """
         frames = encode_push(name, value)
         await self.start()
-        async with self._lock:
+        async with self._lock, self._restart_on_death(name):
             summary = await self._push_frames(name, frames)
         self._pushed[name] = value
         return summary
@@ -459,7 +393,7 @@ class ManagedKernel:
                 safely (the message says how to convert it).
         """
         await self.start()
-        async with self._lock:
+        async with self._lock, self._restart_on_death(name):
             reply = await self._data_request({"op": "pull", "name": name}, (), name)
         data = reply["content"]["data"]
         if not data.get("ok"):
@@ -480,46 +414,47 @@ class ManagedKernel:
             "comm_msg", {"comm_id": self._comm_id, "data": request}, buffers=frames
         )
         try:
-            replies = await self._await_or_die(self._drain(msg_id, None), self.config.step_timeout)
-        except _KernelDied as died:
-            await self._restart()
-            raise DataTransferError(
-                f"the agents' kernel {died} while handling {name!r}; it was restarted"
-            ) from None
+            replies = await self._channel.await_or_die(
+                self._channel.drain(msg_id, None), self.config.step_timeout
+            )
         except TimeoutError as err:
             raise DataTransferError(f"moving {name!r} failed: {err}") from None
         if not replies:
             raise DataTransferError(f"the agents' kernel did not answer about {name!r}")
         return replies[-1]
 
+    @contextlib.asynccontextmanager
+    async def _restart_on_death(self, name: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except KernelDied as died:
+            await self._restart()
+            raise DataTransferError(
+                f"the agents' kernel {died} while handling {name!r}; it was restarted"
+            ) from None
+
     async def _restore_pushed(self) -> None:
+        """Push the kept data into a new kernel; what fails is dropped, and said."""
         for name, value in list(self._pushed.items()):
             try:
                 await self._push_frames(name, encode_push(name, value))
             except DataTransferError as err:
                 log.warning("could not load %r into the restarted kernel: %s", name, err)
                 del self._pushed[name]
+            except KernelDied as died:
+                # restarting here again could loop forever on the same value
+                del self._pushed[name]
+                raise KernelStartError(
+                    f"the managed kernel {died} while loading {name!r} again, so {name!r} "
+                    "is no longer given to the agents; the next request starts a kernel "
+                    "without it"
+                ) from None
 
 
 def _cause_text(cause: str, *, timeout: float) -> str:
     if cause == "timeout":
         return f"The step ran longer than {timeout:g} s and was interrupted."
     return "The step was interrupted on request."
-
-
-def _bootstrap_code(options: dict[str, Any]) -> str:
-    """Code that installs :mod:`agentnb.kernel.inside`, leaving no user variable."""
-    source = resources.files(__package__).joinpath("inside.py").read_text("utf-8")
-    return (
-        "def __agentnb_setup():\n"
-        "    import sys, types\n"
-        "    module = types.ModuleType('agentnb_inside')\n"
-        f"    exec(compile({source!r}, 'agentnb_inside.py', 'exec'), module.__dict__)\n"
-        "    sys.modules['agentnb_inside'] = module\n"
-        f"    module.report = module.setup({options!r})\n"
-        "__agentnb_setup()\n"
-        "del __agentnb_setup\n"
-    )
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -66,6 +66,15 @@ async def test_a_kernel_that_cannot_start_says_why(
     assert "Check that ipykernel is installed" in message
 
 
+async def test_a_kernel_that_dies_while_being_set_up_says_so(
+    make_kernel: Callable[..., ManagedKernel], tmp_path: Path
+) -> None:
+    (tmp_path / "crashing_import.py").write_text("import os\nos._exit(5)\n")
+    kernel = make_kernel(cwd=str(tmp_path), preload=("crashing_import",))
+    with pytest.raises(KernelStartError, match="exited with code 5 while being set up"):
+        await kernel.start()
+
+
 async def test_shutdown_leaves_no_process_behind(
     make_kernel: Callable[..., ManagedKernel], wait_gone: Callable[..., bool]
 ) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal, assert_series_equal
 
-from agentnb import DataTransferError, ManagedKernel
+from agentnb import DataTransferError, KernelStartError, ManagedKernel
 
 
 @pytest.fixture
@@ -140,3 +140,42 @@ async def test_pull_never_unpickles(shared_kernel: ManagedKernel, tmp_path: Path
         with pytest.raises(DataTransferError, match="cannot be pulled"):
             await shared_kernel.pull(name)
     assert not marker.exists()
+
+
+class _ExitsOnLoad:
+    """Unpickles as a call to os._exit: loading it kills the kernel."""
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        import os
+
+        return (os._exit, (7,))
+
+
+class _ExitsOnLoadIfFlagged:
+    """Loads as None, unless the file BOOM is in the kernel's directory."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, ("import os\nif os.path.exists('BOOM'): os._exit(7)",))
+
+
+async def test_a_value_that_kills_the_kernel_is_not_kept(kernel: ManagedKernel) -> None:
+    old = kernel.pid
+    with pytest.raises(DataTransferError, match="exited with code 7 while handling 'bomb'"):
+        await kernel.push("bomb", _ExitsOnLoad())
+    assert kernel.pid != old
+    result = await kernel.execute("'bomb' in dir()")
+    assert result.outputs[0]["data"]["text/plain"] == "False"
+
+
+async def test_a_value_that_kills_the_kernel_on_restore_is_dropped(
+    make_kernel,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    kernel = make_kernel(cwd=str(tmp_path))
+    await kernel.push("sales", [1, 2])
+    await kernel.push("trap", _ExitsOnLoadIfFlagged())
+    (tmp_path / "BOOM").touch()
+    with pytest.raises(KernelStartError, match="while loading 'trap' again"):
+        await kernel.restart()
+    result = await kernel.execute("('trap' in dir(), sales)")
+    assert result.outputs[0]["data"]["text/plain"] == "(False, [1, 2])"

@@ -1,0 +1,132 @@
+"""Requests to a kernel and their answers, at the level of protocol messages.
+
+:class:`Channel` sends execute requests and waits for what belongs to them (the
+shell reply, the iopub outputs up to ``idle``, comm replies), while watching that
+the kernel is still alive. What those answers mean is decided in
+:mod:`agentnb.kernel.managed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Mapping
+from importlib import resources
+from typing import Any, TypeVar
+
+from ..outputs import OutputCollector
+from .backend import KernelBackend, Message
+
+__all__ = ["COMM_TARGET", "Channel", "KernelDied", "bootstrap_code"]
+
+T = TypeVar("T")
+
+COMM_TARGET = "agentnb.data"  # registered in the kernel by agentnb.kernel.inside
+_DEATH_POLL = 0.1  # seconds between liveness checks while waiting on the kernel
+
+
+class KernelDied(Exception):
+    """The kernel process ended while a request was in flight (internal)."""
+
+
+class Channel:
+    """Protocol-level requests to one backend's kernel."""
+
+    def __init__(self, backend: KernelBackend) -> None:
+        self.backend = backend
+
+    def execute_request(
+        self,
+        code: str,
+        *,
+        silent: bool = False,
+        user_expressions: Mapping[str, str] | None = None,
+    ) -> str:
+        """Send ``code``; return the request's msg_id."""
+        return self.backend.send(
+            "execute_request",
+            {
+                "code": code,
+                "silent": silent,
+                "store_history": not silent,
+                "user_expressions": dict(user_expressions or {}),
+                "allow_stdin": False,
+                # requests go one at a time; aborting the queue after an error
+                # would only hit a step sent right after a cancelled one
+                "stop_on_error": False,
+            },
+        )
+
+    async def reply_and_idle(self, msg_id: str, collector: OutputCollector) -> Message:
+        """The shell reply to ``msg_id``, once its outputs are complete too."""
+        reply = asyncio.ensure_future(self._shell_reply(msg_id))
+        try:
+            await self.drain(msg_id, collector)
+            return await reply
+        finally:
+            reply.cancel()
+
+    async def drain(self, msg_id: str, collector: OutputCollector | None) -> list[Message]:
+        """Read iopub until the kernel is idle after ``msg_id``; return its comm replies."""
+        comm_replies: list[Message] = []
+        while True:
+            msg = await self.backend.iopub()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            msg_type = msg["msg_type"]
+            if msg_type == "status":
+                if msg["content"]["execution_state"] == "idle":
+                    return comm_replies
+            elif msg_type == "comm_msg":
+                comm_replies.append(msg)
+            elif collector is not None:
+                collector.add(msg)
+
+    async def watch_death(self) -> None:
+        """Return once the kernel has died."""
+        # a process exit has no event to await, so poll; cheap (one waitid call)
+        while self.backend.is_alive():  # noqa: ASYNC110
+            await asyncio.sleep(_DEATH_POLL)
+
+    async def await_or_die(self, work: Coroutine[Any, Any, T], timeout: float) -> T:
+        """``work``'s result, unless the kernel dies or the time runs out first.
+
+        Raises:
+            KernelDied: with the kernel's exit reason.
+            TimeoutError: when ``timeout`` seconds pass first.
+        """
+        task = asyncio.ensure_future(work)
+        death = asyncio.ensure_future(self.watch_death())
+        try:
+            done, _ = await asyncio.wait(
+                {task, death}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            death.cancel()
+            if not task.done():
+                task.cancel()
+        if task in done:
+            return task.result()
+        if death in done:
+            raise KernelDied(self.backend.exit_reason())
+        raise TimeoutError(f"the managed kernel did not answer within {timeout:g} s")
+
+    async def _shell_reply(self, msg_id: str) -> Message:
+        while True:
+            msg = await self.backend.shell_reply()
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+
+
+def bootstrap_code(options: dict[str, Any]) -> str:
+    """Code that installs :mod:`agentnb.kernel.inside`, leaving no user variable."""
+    source = resources.files(__package__).joinpath("inside.py").read_text("utf-8")
+    return (
+        "def __agentnb_setup():\n"
+        "    import sys, types\n"
+        "    module = types.ModuleType('agentnb_inside')\n"
+        f"    exec(compile({source!r}, 'agentnb_inside.py', 'exec'), module.__dict__)\n"
+        "    sys.modules['agentnb_inside'] = module\n"
+        f"    module.report = module.setup({options!r})\n"
+        "__agentnb_setup()\n"
+        "del __agentnb_setup\n"
+    )
