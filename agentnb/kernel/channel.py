@@ -9,18 +9,19 @@ the kernel is still alive. What those answers mean is decided in
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Coroutine, Mapping
 from importlib import resources
 from typing import Any, TypeVar
 
 from ..outputs import OutputCollector
 from .backend import KernelBackend, Message
+from .inside import COMM_TARGET
 
 __all__ = ["COMM_TARGET", "Channel", "KernelDied", "bootstrap_code"]
 
 T = TypeVar("T")
 
-COMM_TARGET = "agentnb.data"  # registered in the kernel by agentnb.kernel.inside
 _DEATH_POLL = 0.1  # seconds between liveness checks while waiting on the kernel
 
 
@@ -119,7 +120,7 @@ class Channel:
 
 def bootstrap_code(options: dict[str, Any]) -> str:
     """Code that installs :mod:`agentnb.kernel.inside`, leaving no user variable."""
-    source = resources.files(__package__).joinpath("inside.py").read_text("utf-8")
+    source = _inside_source()
     return (
         "def __agentnb_setup():\n"
         "    import sys, types\n"
@@ -130,3 +131,9 @@ def bootstrap_code(options: dict[str, Any]) -> str:
         "__agentnb_setup()\n"
         "del __agentnb_setup\n"
     )
+
+
+@functools.cache
+def _inside_source() -> str:
+    # read once per process, not at every kernel (re)start
+    return resources.files(__package__).joinpath("inside.py").read_text("utf-8")

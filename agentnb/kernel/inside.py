@@ -28,7 +28,7 @@ COMM_TARGET = "agentnb.data"
 # own marker. NUL bytes never occur in text a program means to print.
 DROPPED_SENTINEL = "\x00agentnb-dropped:{n}\x00"
 
-_PULLABLE_ARRAY_KINDS = "biufcmMSU"
+PULLABLE_ARRAY_KINDS = "biufcmMSU"  # numeric, datetime, bytes, str: no objects
 _crash_log: Any = None
 
 
@@ -244,7 +244,7 @@ def _encode(value: Any) -> tuple[dict[str, Any], list[Any]]:
         return meta, [sink.getvalue()]
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, numpy.ndarray):
-        if value.dtype.kind not in _PULLABLE_ARRAY_KINDS or value.dtype.names:
+        if value.dtype.kind not in PULLABLE_ARRAY_KINDS or value.dtype.names:
             raise TypeError(
                 f"arrays of dtype {value.dtype} cannot be pulled; convert to a numeric, "
                 "string or datetime array or to a DataFrame first"

@@ -18,10 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import DataTransferError
+from .inside import PULLABLE_ARRAY_KINDS
 
 __all__ = ["check_name", "decode_pull", "encode_push", "push_failure"]
-
-_PULLABLE_ARRAY_KINDS = "biufcmMSU"
 
 
 def check_name(name: str) -> None:
@@ -82,7 +81,7 @@ def decode_pull(meta: Mapping[str, Any], buffers: Sequence[Any]) -> Any:
         import numpy as np
 
         dtype = np.dtype(str(meta.get("dtype")))
-        if dtype.kind not in _PULLABLE_ARRAY_KINDS or dtype.hasobject or dtype.names:
+        if dtype.kind not in PULLABLE_ARRAY_KINDS or dtype.hasobject or dtype.names:
             raise DataTransferError(f"the kernel sent an array of unsupported dtype {dtype}")
         shape = tuple(int(n) for n in meta.get("shape", ()))
         return np.frombuffer(payload, dtype=dtype).reshape(shape).copy()
