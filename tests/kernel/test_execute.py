@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from agentnb import ManagedKernel, OutputLimits
+from agentnb import KernelConfig, ManagedKernel, OutputLimits
+from agentnb.kernel import LocalBackend
+from agentnb.kernel.backend import Message
 
 
 async def test_streams_are_merged_in_order(shared_kernel: ManagedKernel) -> None:
@@ -145,3 +147,45 @@ async def test_model_text_respects_its_limit(shared_kernel: ManagedKernel, limit
     text = result.to_model_text(limit)
     assert len(text) <= limit
     assert text.startswith("[step ok")
+
+
+class _WireLog(LocalBackend):
+    """A local backend that notes the size of every stream message it receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stream_sizes: list[int] = []
+
+    async def iopub(self) -> Message:
+        msg = await super().iopub()
+        if msg["msg_type"] == "stream":
+            self.stream_sizes.append(len(msg["content"]["text"]))
+        return msg
+
+
+async def test_a_flood_is_cut_inside_the_kernel_before_the_wire() -> None:
+    wire = _WireLog()
+    async with ManagedKernel(KernelConfig(preload=()), backend=wire) as kernel:
+        result = await kernel.execute("print('x' * 50_000_000)")
+    assert "49,980,001 characters of stdout dropped" in result.stdout
+    # head and tail (10,000 + 10,000) and the kernel's count, never the 50 MB
+    assert 0 < sum(wire.stream_sizes) < 21_000
+
+
+async def test_figures_are_closed_even_off_the_inline_backend(kernel: ManagedKernel) -> None:
+    # agent code that switches to Agg to save files: the inline backend no longer
+    # closes its figures, agentnb's own post-step hook must
+    result = await kernel.execute(
+        "import io, matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
+        "for _ in range(3):\n    plt.figure().savefig(io.BytesIO())"
+    )
+    assert result.status == "ok"
+    open_figures = await kernel.execute("len(plt.get_fignums())")
+    assert open_figures.outputs[0]["data"]["text/plain"] == "0"
+
+
+async def test_earlier_steps_output_is_not_kept_in_the_kernel(kernel: ManagedKernel) -> None:
+    # IPython 9 would keep every step's stream text for `%history -o`
+    await kernel.execute("print('x' * 1000)")
+    result = await kernel.execute("sorted(get_ipython().history_manager.outputs)")
+    assert result.outputs[0]["data"]["text/plain"] == "[]"
