@@ -7,6 +7,7 @@ failed and what to do about it::
 
     AgentnbError
     ├── ConfigError            a flag, option or setting is wrong
+    ├── ModelError             a model endpoint failed (key, model name, URL, server)
     └── KernelError            the managed kernel could not do what was asked
         ├── KernelStartError   the kernel process did not start or answer
         └── DataTransferError  a value could not be pushed into or pulled out of it
@@ -20,6 +21,7 @@ __all__ = [
     "DataTransferError",
     "KernelError",
     "KernelStartError",
+    "ModelError",
 ]
 
 
@@ -41,3 +43,8 @@ class KernelStartError(KernelError):
 
 class DataTransferError(KernelError):
     """A value could not be pushed into, or pulled out of, the managed kernel."""
+
+
+class ModelError(AgentnbError):
+    """A model call failed for good: a wrong key, an unknown model, an endpoint that
+    cannot be reached or keeps failing. The message names the endpoint and the fix."""

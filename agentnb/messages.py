@@ -7,7 +7,18 @@ from typing import Literal
 
 from .outputs import Output, render_for_model, truncate_middle
 
-__all__ = ["Execution", "ExecutionStatus"]
+__all__ = [
+    "AgentMessage",
+    "Execution",
+    "ExecutionStatus",
+    "Feedback",
+    "FinalReport",
+    "Proposal",
+    "Review",
+    "Step",
+    "StepResult",
+    "Verdict",
+]
 
 ExecutionStatus = Literal["ok", "error", "timeout", "died", "interrupted"]
 """How a step ended.
@@ -81,3 +92,102 @@ class Execution:
         room = max(limit - len(prefix) - 1, 0)
         body = render_for_model(self.outputs, room) if self.outputs else "(no output)"
         return truncate_middle(f"{prefix}\n{body}", limit)
+
+
+# --- the chat: what agents say to each other (these enter model context) ---------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proposal:
+    """An author's reply that proposes one step of code."""
+
+    sender: str
+    step: int
+    text: str
+    """The whole reply, markdown with the fenced code."""
+    rationale: str
+    """The reply without its code blocks."""
+    code: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalReport:
+    """An author's reply without code: the answer to the task."""
+
+    sender: str
+    text: str
+
+
+Verdict = Literal["approve", "revise"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Review:
+    """A reviewer's verdict on a proposed step (``step`` > 0) or the final report."""
+
+    sender: str
+    verdict: Verdict
+    text: str
+    """The comments after the verdict word."""
+    step: int | None
+    """The step reviewed, or None for the final report."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Feedback:
+    """Words for the authors that no reviewer wrote: the user rejecting a step,
+    or agentnb refusing to run it (a loop guard)."""
+
+    sender: str
+    text: str
+    step: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepResult:
+    """The executor's report: a step ran in the managed kernel."""
+
+    sender: str
+    step: int
+    execution: Execution
+    edited: bool = False
+    """The user edited the code before it ran (``execution.code`` is what ran)."""
+
+
+AgentMessage = Proposal | FinalReport | Review | Feedback | StepResult
+"""Everything that can be said in the group chat."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """One step that ran: what was proposed, what ran, and how it went.
+
+    Attributes:
+        number: 1, 2, … in the order the steps ran.
+        author: the agent that proposed it.
+        rationale: the author's words without the code.
+        code: the code that ran (the user's edit, if there was one).
+        proposed_code: the code as the author proposed it.
+        execution: the result from the managed kernel.
+        reviews: the reviewers' comments that approved it, as ``"critic: …"``.
+    """
+
+    number: int
+    author: str
+    rationale: str
+    code: str
+    proposed_code: str
+    execution: Execution
+    reviews: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> ExecutionStatus:
+        return self.execution.status
+
+    @property
+    def outputs(self) -> tuple[Output, ...]:
+        return self.execution.outputs
+
+    @property
+    def edited(self) -> bool:
+        return self.code != self.proposed_code

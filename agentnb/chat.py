@@ -1,0 +1,737 @@
+"""The group chat: authors propose steps, reviewers judge them, the user approves,
+the executor runs them, until the final report is approved or a stop condition
+ends the run. One async engine; every entry point (magic, CLI, ``agentnb.run``)
+drives this.
+
+The phases are fixed, so the critic always sees a step before it runs::
+
+    propose ─► review ─► approve ─► execute ─┐
+       ▲  └─ final report ─► review ─► approve ─► done
+       └──────── REVISE / rejected / result ─┘
+
+A :mod:`speaker selector <agentnb.speakers>` decides who speaks within a phase.
+Everything that happens is an :mod:`event <agentnb.events>`, written to the
+transcript first and then handed to the observers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from .agents import Role, load_prompt
+from .approval import (
+    ApprovalMode,
+    ApprovalRequest,
+    Approver,
+    AutoApprover,
+    Decision,
+    needs_approval,
+)
+from .context import Brief, ContextLimits, author_prompt, review_prompt
+from .errors import AgentnbError, ConfigError, KernelError, ModelError
+from .events import (
+    AgentThinking,
+    ApprovalDecided,
+    ApprovalRequested,
+    DataReady,
+    Event,
+    ExecutionFinished,
+    ExecutionStarted,
+    MessagePosted,
+    ModelCalled,
+    Notice,
+    Phase,
+    RunFinished,
+    RunStarted,
+    TokenDelta,
+)
+from .messages import (
+    AgentMessage,
+    Execution,
+    Feedback,
+    FinalReport,
+    Proposal,
+    Review,
+    Step,
+    StepResult,
+)
+from .models.base import ChatMessage, ModelClient, Usage, estimate_tokens, message_text
+from .protocol import AuthorReply, ProtocolViolation, parse_author, parse_review
+from .speakers import SelectionState, SelectPhase, SpeakerSelector, make_selector
+from .termination import RunStats, StopReason, TerminationCondition
+from .transcript import TranscriptWriter
+from .usage import Ledger, PriceTable
+
+__all__ = ["Executor", "GroupChat", "Guards", "RunResult"]
+
+T = TypeVar("T")
+
+
+class Executor(Protocol):
+    """Runs code (a :class:`~agentnb.kernel.ManagedKernel` is one)."""
+
+    async def execute(self, code: str, *, timeout: float | None = None) -> Execution: ...
+
+    async def interrupt(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Guards:
+    """Loop guards: limits on going round in circles."""
+
+    consecutive_errors: int = 3
+    """Steps in a row that may fail before the run stops."""
+    revisions_per_step: int = 3
+    """REVISE verdicts one proposal (or the final report) may get before the run stops."""
+    repeated_failures: int = 2
+    """Times code that already failed may be proposed again (it is never rerun)."""
+    protocol_retries: int = 1
+    """Corrective re-prompts after a reply outside the protocol."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+        final_report: the approved report, or the last report proposed, or None.
+        steps: every step that ran, in order (failed ones included).
+        usage: tokens per agent (``selector`` when a model chose speakers).
+        cost: dollars over all agents, None when a price is unknown.
+        stop_reason: why the run ended; ``stop_reason.ok`` means an approved answer.
+        transcript_path: the JSONL transcript of every event.
+        setup: the execution that loaded the data files, if any.
+        notebook: the saved analysis notebook, when one was written.
+    """
+
+    run_id: str
+    task: str
+    final_report: str | None
+    steps: tuple[Step, ...]
+    usage: dict[str, Usage]
+    cost: float | None
+    stop_reason: StopReason
+    transcript_path: Path | None
+    data_summary: str = ""
+    setup: Execution | None = None
+    notebook: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.stop_reason.ok
+
+
+class _Stopped(Exception):
+    def __init__(self, reason: StopReason) -> None:
+        super().__init__(reason.message)
+        self.reason = reason
+
+
+@dataclass
+class _Pending:
+    """The proposal the authors are working on, and what was said about it."""
+
+    text: str = ""
+    feedback: list[str] = field(default_factory=list)
+    revisions: int = 0
+
+    def revise(self, text: str, feedback: str, *, count: bool = True) -> None:
+        self.text, self.feedback = text, [feedback]
+        self.revisions += count
+
+
+def _normalise(code: str) -> str:
+    return re.sub(r"\s+", " ", code).strip()
+
+
+class GroupChat:
+    """One run of the analysis chat.
+
+    Args:
+        roles: the participants; at least one author. Built-ins: ``ANALYST``, ``CRITIC``.
+        models: a model client per role name (``selector`` for a model selector).
+        executor: where steps run, usually a started ``ManagedKernel``.
+        approve: ``each``, ``final`` or ``never`` (see :mod:`agentnb.approval`).
+        approver: asked when ``approve`` requires; default approves everything.
+        selector: ``workflow``, ``round_robin``, ``model`` or a function.
+        termination: extra stop conditions (``MaxTurns(30) | TokenBudget(...)``).
+        guards: loop guard limits.
+        data_code: code that loads the data (runs first, as step 0).
+        data_names: variables in the kernel to summarise for the agents.
+        history: what earlier runs of the session found.
+        vision: send plot images to models that accept them.
+        transcript: the JSONL file to append events to (None: no transcript).
+        observers: functions called with every event, after the transcript.
+    """
+
+    def __init__(
+        self,
+        *,
+        roles: Sequence[Role],
+        models: Mapping[str, ModelClient],
+        executor: Executor,
+        approve: ApprovalMode = "never",
+        approver: Approver | None = None,
+        selector: str | SpeakerSelector | Callable[[SelectionState], object] = "workflow",
+        termination: TerminationCondition | None = None,
+        guards: Guards | None = None,
+        limits: ContextLimits | None = None,
+        data_code: str | None = None,
+        data_names: Sequence[str] = (),
+        history: str = "",
+        vision: bool = False,
+        prices: PriceTable | None = None,
+        transcript: Path | None = None,
+        run_id: str | None = None,
+        observers: Sequence[Callable[[Event], None]] = (),
+        watch_interval: float = 0.25,
+    ) -> None:
+        names = [r.name for r in roles]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"role names must be unique: {names}")
+        self.authors = tuple(r for r in roles if r.kind == "author")
+        self.reviewers = tuple(r for r in roles if r.kind == "reviewer")
+        if not self.authors:
+            raise ConfigError("a chat needs at least one author role (such as the analyst)")
+        missing = [n for n in names if n not in models]
+        if missing:
+            raise ConfigError(f"no model given for: {', '.join(missing)}")
+        self.roles = {r.name: r for r in roles}
+        self.models = dict(models)
+        self.executor = executor
+        self.approve = approve
+        self.approver = approver or AutoApprover()
+        self.selector = make_selector(selector)
+        self.termination = termination
+        self.guards = guards or Guards()
+        self.limits = limits or ContextLimits()
+        self.data_code = data_code
+        self.data_names = tuple(data_names)
+        self.history = history
+        self.vision = vision
+        self.prices = prices or PriceTable.load()
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.transcript_path = transcript
+        self.observers = list(observers)
+        self.watch_interval = watch_interval
+
+        self.steps: list[Step] = []
+        self.ledger = Ledger()
+        self.final_report: str | None = None
+        self.data_summary = ""
+        self.setup: Execution | None = None
+        self._task = ""
+        self._turns = 0
+        self._seq = 0
+        self._last: AgentMessage | None = None
+        self._started = 0.0
+        self._halt_reason: StopReason | None = None
+        self._inflight: asyncio.Future[Any] | None = None
+        self._executing = False
+        self._interrupting: asyncio.Future[None] | None = None
+        self._writer: TranscriptWriter | None = None
+        self._queue: asyncio.Queue[Event] | None = None
+        self.result: RunResult | None = None
+
+    # --- public ------------------------------------------------------------------
+
+    async def run(self, task: str) -> RunResult:
+        """Run the chat to its end and return the result."""
+        async for _ in self.run_stream(task):
+            pass
+        assert self.result is not None
+        return self.result
+
+    async def run_stream(self, task: str) -> AsyncIterator[Event]:
+        """Run the chat, yielding every event as it happens (``RunFinished`` last).
+
+        Leaving the loop early stops the run.
+        """
+        if not task.strip():
+            raise ConfigError("the task is empty: say what the agents should find out")
+        self._queue = asyncio.Queue()
+        runner = asyncio.ensure_future(self._run(task))
+        finished = False
+        try:
+            while not finished:
+                event = await self._queue.get()
+                finished = isinstance(event, RunFinished)
+                yield event
+        finally:
+            if not finished:
+                self.stop()
+            # the run always ends (and emits RunFinished); this raises an agentnb bug
+            await runner
+
+    def stop(self, reason: StopReason | None = None) -> None:
+        """End the run: a model call or approval in progress is abandoned, a running
+        step is interrupted. Safe to call from any callback on the chat's loop."""
+        self._halt(reason or StopReason("user_stop", "stopped by the user"))
+
+    # --- the run -------------------------------------------------------------------
+
+    async def _run(self, task: str) -> None:
+        self._task = task
+        self._started = time.monotonic()
+        if self.transcript_path is not None:
+            self._writer = TranscriptWriter(self.transcript_path)
+        watcher = asyncio.ensure_future(self._watch())
+        reason = StopReason("error", "the run ended unexpectedly")
+        try:
+            self._emit(
+                RunStarted(
+                    task=task,
+                    models={name: self.models[name].name for name in self.roles},
+                    approve=self.approve,
+                    data=self.data_names,
+                )
+            )
+            await self._prepare()
+            reason = await self._converse()
+        except _Stopped as stopped:
+            reason = stopped.reason
+        except ModelError as exc:
+            reason = StopReason("model_error", str(exc))
+        except KernelError as exc:
+            reason = StopReason("kernel_error", str(exc))
+        except AgentnbError as exc:
+            reason = StopReason("error", str(exc))
+        except asyncio.CancelledError:
+            reason = self._halt_reason or StopReason("user_stop", "the run was cancelled")
+        except Exception as exc:
+            # a bug of agentnb: the run still ends, with a reason, before it is raised
+            reason = StopReason("error", f"agentnb failed: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            watcher.cancel()
+            self._finish(task, reason)
+
+    def _finish(self, task: str, reason: StopReason) -> None:
+        if self._halt_reason is not None and reason.kind != "approved":
+            reason = self._halt_reason
+        self.result = RunResult(
+            run_id=self.run_id,
+            task=task,
+            final_report=self.final_report,
+            steps=tuple(self.steps),
+            usage=dict(self.ledger.usage),
+            cost=self.ledger.cost,
+            stop_reason=reason,
+            transcript_path=self.transcript_path,
+            data_summary=self.data_summary,
+            setup=self.setup,
+        )
+        self._emit(
+            RunFinished(
+                reason=reason,
+                final_report=self.final_report,
+                usage=dict(self.ledger.usage),
+                cost=self.ledger.cost,
+            )
+        )
+        if self._writer is not None:
+            self._writer.close()
+
+    async def _prepare(self) -> None:
+        """Load the data files (step 0) and summarise the data for the agents."""
+        if self.data_code:
+            self._emit(ExecutionStarted(step=0, code=self.data_code))
+            self.setup = await self._guarded(self.executor.execute(self.data_code), execution=True)
+            self._emit(ExecutionFinished(step=0, execution=self.setup))
+            if not self.setup.ok:
+                raise _Stopped(
+                    StopReason(
+                        "error",
+                        "the data could not be loaded:\n" + self.setup.to_model_text(2_000),
+                    )
+                )
+        if self.data_names:
+            from .data import summary_code
+
+            summary = await self._guarded(
+                self.executor.execute(summary_code(list(self.data_names))), execution=True
+            )
+            self.data_summary = summary.stdout.strip() or summary.to_model_text(2_000)
+            self._emit(DataReady(names=self.data_names, summary=self.data_summary))
+
+    async def _converse(self) -> StopReason:
+        pending = _Pending()
+        failed: dict[str, int] = {}  # normalised code that failed -> its step
+        repeats = 0
+        errors_in_a_row = 0
+        while True:
+            author = await self._select_one("propose", self.authors, pending.text)
+            reply = await self._author_turn(author, pending)
+            if reply.is_final:
+                report = await self._conclude(author, reply, pending)
+                if report is None:
+                    continue
+                self.final_report = report
+                return StopReason("approved", "the final report was approved")
+
+            number = len(self.steps) + 1
+            self._post(
+                Proposal(
+                    sender=author,
+                    step=number,
+                    text=reply.text,
+                    rationale=reply.rationale,
+                    code=reply.code,
+                )
+            )
+            earlier = failed.get(_normalise(reply.code))
+            if earlier is not None:
+                repeats += 1
+                if repeats > self.guards.repeated_failures:
+                    raise _Stopped(
+                        StopReason(
+                            "loop_guard",
+                            f"{author} kept proposing code that already failed in step {earlier} "
+                            f"({repeats} times); stopped to save tokens",
+                        )
+                    )
+                words = (
+                    f"This code is the same as step {earlier}, which failed; it was not run "
+                    "again. Change the approach."
+                )
+                self._post(Feedback(sender="agentnb", text=words, step=number))
+                self._emit(Notice(level="warning", text=words, agent=author))
+                pending.revise(reply.text, f"agentnb: {words}")
+                continue
+
+            approved, reviews = await self._review(
+                author, number, reply.text, reply.rationale, reply.code
+            )
+            if not approved:
+                self._check_revisions(pending, f"step {number}")
+                pending.revise(reply.text, reviews[-1])
+                continue
+
+            code = reply.code
+            if needs_approval(self.approve, "step"):
+                request = ApprovalRequest(
+                    kind="step",
+                    step=number,
+                    text=reply.rationale,
+                    code=code,
+                    reviews=tuple(reviews),
+                )
+                decision = await self._ask(request)
+                if decision.action == "reject":
+                    words = decision.feedback.strip() or "The user rejected this step."
+                    self._post(Feedback(sender="user", text=words, step=number))
+                    pending.revise(reply.text, f"user: {words}", count=False)
+                    continue
+                if decision.action == "edit" and decision.code and decision.code.strip():
+                    code = decision.code
+
+            execution = await self._execute(number, code)
+            step = Step(
+                number=number,
+                author=author,
+                rationale=reply.rationale,
+                code=code,
+                proposed_code=reply.code,
+                execution=execution,
+                reviews=tuple(reviews),
+            )
+            self.steps.append(step)
+            self._post(
+                StepResult(sender="executor", step=number, execution=execution, edited=step.edited)
+            )
+            pending = _Pending()
+            if execution.ok:
+                errors_in_a_row = 0
+                continue
+            failed[_normalise(code)] = number
+            failed.setdefault(_normalise(reply.code), number)
+            errors_in_a_row += 1
+            if errors_in_a_row >= self.guards.consecutive_errors:
+                raise _Stopped(
+                    StopReason(
+                        "loop_guard",
+                        f"{errors_in_a_row} steps in a row failed (the limit is "
+                        f"{self.guards.consecutive_errors}); the last: {execution.status}",
+                    )
+                )
+
+    async def _conclude(self, author: str, reply: AuthorReply, pending: _Pending) -> str | None:
+        """Review (and approve) a final report; None sends the authors back to work."""
+        report = reply.text
+        self._post(FinalReport(sender=author, text=report))
+        approved, reviews = await self._review(author, None, report, report, "")
+        if not approved:
+            self._check_revisions(pending, "the final report")
+            pending.revise(report, reviews[-1])
+            return None
+        if needs_approval(self.approve, "final"):
+            decision = await self._ask(
+                ApprovalRequest(kind="final", step=None, text=report, reviews=tuple(reviews))
+            )
+            if decision.action == "reject":
+                words = decision.feedback.strip() or "The user did not accept the report."
+                self._post(Feedback(sender="user", text=words))
+                pending.revise(report, f"user: {words}", count=False)
+                return None
+            if decision.action == "edit" and decision.code and decision.code.strip():
+                report = decision.code
+        return report
+
+    def _check_revisions(self, pending: _Pending, what: str) -> None:
+        if pending.revisions + 1 >= self.guards.revisions_per_step:
+            raise _Stopped(
+                StopReason(
+                    "loop_guard",
+                    f"the reviewers asked for revisions of {what} {pending.revisions + 1} times "
+                    f"(the limit is {self.guards.revisions_per_step})",
+                )
+            )
+
+    # --- turns ---------------------------------------------------------------------
+
+    def _brief(self) -> Brief:
+        return Brief(
+            task=self._task, data_summary=self.data_summary, history=self.history, steps=self.steps
+        )
+
+    async def _author_turn(self, author: str, pending: _Pending) -> AuthorReply:
+        prompt = author_prompt(
+            self.roles[author],
+            self._brief(),
+            proposal=pending.text,
+            feedback=pending.feedback,
+            vision=self.vision and self.models[author].accepts_images,
+            limits=self.limits,
+        )
+        step = len(self.steps) + 1
+        return await self._parsed(author, prompt, "propose", step, parse_author)
+
+    async def _review(
+        self, author: str, step: int | None, text: str, rationale: str, code: str
+    ) -> tuple[bool, list[str]]:
+        """Ask the reviewers; (approved, comments). The first REVISE ends the review."""
+        if not self.reviewers:
+            return True, []
+        phase: SelectPhase = "review_step" if step is not None else "review_final"
+        names = await self._select(phase, self.reviewers, text)
+        comments: list[str] = []
+        for name in names:
+            prompt = review_prompt(
+                self.roles[name],
+                self._brief(),
+                author=author,
+                step=step,
+                text=rationale,
+                code=code,
+                vision=self.vision and self.models[name].accepts_images,
+                limits=self.limits,
+            )
+            verdict = await self._parsed(name, prompt, phase, step, parse_review)
+            self._post(
+                Review(sender=name, verdict=verdict.verdict, text=verdict.comments, step=step)
+            )
+            comments.append(f"{name}: {verdict.comments}" if verdict.comments else f"{name}: -")
+            if verdict.verdict == "revise":
+                return False, comments
+        return True, comments
+
+    async def _parsed(
+        self,
+        agent: str,
+        prompt: list[ChatMessage],
+        phase: Phase,
+        step: int | None,
+        parse: Callable[[str], T],
+    ) -> T:
+        """Call ``agent`` and parse its reply; one corrective re-prompt, then stop."""
+        text = await self._call(agent, prompt, phase, step)
+        for attempt in range(self.guards.protocol_retries + 1):
+            try:
+                return parse(text)
+            except ProtocolViolation as problem:
+                if attempt == self.guards.protocol_retries:
+                    raise _Stopped(
+                        StopReason(
+                            "protocol",
+                            f"{agent} replied outside the reply protocol "
+                            f"{attempt + 1} times; the last problem: {problem}",
+                        )
+                    ) from None
+                self._emit(
+                    Notice(
+                        level="warning",
+                        text=f"{agent}'s reply did not follow the protocol; asking again",
+                        agent=agent,
+                    )
+                )
+                correction = load_prompt("correction").format(problem=problem)
+                prompt = [*prompt, ChatMessage("assistant", text), ChatMessage("user", correction)]
+                text = await self._call(agent, prompt, phase, step)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _call(
+        self, agent: str, prompt: Sequence[ChatMessage], phase: Phase, step: int | None
+    ) -> str:
+        """One counted model call, cancellable by a stop."""
+        model = self.models[agent]
+        self._check(pending=sum(estimate_tokens(message_text(m)) for m in prompt))
+        self._emit(AgentThinking(agent=agent, phase=phase, step=step))
+        started = time.monotonic()
+
+        def delta(text: str) -> None:
+            self._emit(TokenDelta(agent=agent, text=text))
+
+        def notice(text: str) -> None:
+            self._emit(Notice(level="warning", text=text, agent=agent))
+
+        reply = await self._guarded(
+            model.complete(prompt, role=agent, on_delta=delta, on_notice=notice)
+        )
+        cost = self.prices.cost(reply.model or model.name, reply.usage)
+        if cost is None and reply.model != model.name:
+            cost = self.prices.cost(model.name, reply.usage)
+        self.ledger.add(agent, reply.usage, cost)
+        self._turns += 1
+        self._emit(
+            ModelCalled(
+                agent=agent,
+                model=reply.model or model.name,
+                text=reply.text,
+                usage=reply.usage,
+                cost=cost,
+                duration=time.monotonic() - started,
+                cached=reply.cached,
+            )
+        )
+        return reply.text
+
+    async def _select(
+        self, phase: SelectPhase, candidates: tuple[Role, ...], last: str
+    ) -> Sequence[str]:
+        state = SelectionState(
+            phase=phase,
+            candidates=candidates,
+            task=self._task,
+            last_text=last,
+            step=len(self.steps) + 1,
+        )
+
+        async def ask(prompt: Sequence[ChatMessage]) -> str:
+            if "selector" not in self.models:
+                raise ConfigError(
+                    "the model speaker selector needs a model: give models['selector']"
+                )
+            return await self._call("selector", prompt, "select", state.step)
+
+        names = list(await self.selector.select(state, ask))
+        if not names:
+            raise ConfigError(f"the speaker selector chose nobody in phase {phase}")
+        return names
+
+    async def _select_one(self, phase: SelectPhase, candidates: tuple[Role, ...], last: str) -> str:
+        return (await self._select(phase, candidates, last))[0]
+
+    async def _ask(self, request: ApprovalRequest) -> Decision:
+        self._emit(ApprovalRequested(request=request))
+        decision = await self._guarded(self.approver.decide(request))
+        self._emit(ApprovalDecided(request=request, decision=decision))
+        if decision.action == "stop":
+            what = f"step {request.step}" if request.step else "the final report"
+            raise _Stopped(StopReason("user_stop", f"stopped by the user at {what}"))
+        return decision
+
+    async def _execute(self, number: int, code: str) -> Execution:
+        self._check()
+        self._emit(ExecutionStarted(step=number, code=code))
+        execution = await self._guarded(self.executor.execute(code), execution=True)
+        self._turns += 1
+        self._emit(ExecutionFinished(step=number, execution=execution))
+        return execution
+
+    # --- stopping ------------------------------------------------------------------
+
+    async def _guarded(self, work: Awaitable[T], *, execution: bool = False) -> T:
+        """Await ``work``; a stop cancels it (an execution is interrupted instead,
+        so its partial output is kept)."""
+        if self._halt_reason is not None:
+            if asyncio.iscoroutine(work):
+                work.close()
+            raise _Stopped(self._halt_reason)
+        future = asyncio.ensure_future(work)
+        self._inflight, self._executing = future, execution
+        try:
+            await asyncio.wait({future})
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        finally:
+            self._inflight, self._executing = None, False
+        if future.cancelled():
+            raise _Stopped(self._halt_reason or StopReason("user_stop", "stopped by the user"))
+        result = future.result()
+        halted = self._halted()  # a stop may have come while we waited
+        if halted is not None and not execution:
+            raise _Stopped(halted)
+        return result
+
+    def _halted(self) -> StopReason | None:
+        return self._halt_reason
+
+    def _halt(self, reason: StopReason) -> None:
+        if self._halt_reason is not None:
+            return
+        self._halt_reason = reason
+        inflight = self._inflight
+        if inflight is None or inflight.done():
+            return
+        if self._executing:
+            self._interrupting = asyncio.ensure_future(self.executor.interrupt())
+        else:
+            inflight.cancel()
+
+    def _stats(self, pending: int = 0) -> RunStats:
+        return RunStats(
+            turns=self._turns,
+            tokens=self.ledger.total.total_tokens,
+            cost=self.ledger.cost,
+            elapsed=time.monotonic() - self._started,
+            last=self._last,
+            pending_tokens=pending,
+        )
+
+    def _check(self, pending: int = 0) -> None:
+        if self._halt_reason is not None:
+            raise _Stopped(self._halt_reason)
+        if self.termination and (reason := self.termination.check(self._stats(pending))):
+            raise _Stopped(reason)
+
+    async def _watch(self) -> None:
+        """Conditions that can trip while a call or a step is in flight (time)."""
+        while self.termination is not None:
+            await asyncio.sleep(self.watch_interval)
+            if self._inflight is not None and (reason := self.termination.check(self._stats())):
+                self._halt(reason)
+
+    # --- events --------------------------------------------------------------------
+
+    def _post(self, message: AgentMessage) -> None:
+        self._last = message
+        self._emit(MessagePosted(message=message))
+        self._check()
+
+    def _emit(self, event: Event) -> None:
+        self._seq += 1
+        event = replace(event, run_id=self.run_id, seq=self._seq, time=time.time())
+        if self._writer is not None:
+            self._writer.write(event)
+        for observer in self.observers:
+            observer(event)
+        if self._queue is not None:
+            self._queue.put_nowait(event)

@@ -1,0 +1,174 @@
+"""What each agent sees. Not the whole history: a brief, rebuilt for every call.
+
+An author sees the task, the data summary, the steps so far (earlier ones as
+code with a short excerpt of their output, failed ones superseded by later steps
+as one line, the latest in full) and the feedback on its current proposal. A
+reviewer sees the same brief and the proposal or final report to judge. The
+prompt therefore grows with the number of steps, not with the square of the
+turns, and an old traceback is never sent again.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .agents import Role
+from .messages import Step
+from .models.base import ChatMessage, ContentPart
+from .outputs import truncate_middle
+
+__all__ = ["Brief", "ContextLimits", "author_prompt", "review_prompt", "selector_prompt"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContextLimits:
+    """Character budgets of the parts of a prompt."""
+
+    latest_output: int = 4_000
+    earlier_output: int = 500
+    earlier_code: int = 1_500
+    data_summary: int = 4_000
+    history: int = 3_000
+    images: int = 1
+    """Plot images attached for models that accept images (the most recent ones)."""
+    image_bytes: int = 1_500_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Brief:
+    """The facts every prompt starts from."""
+
+    task: str
+    data_summary: str = ""
+    history: str = ""
+    """What earlier runs of the same session found (a later ``%%agents`` cell)."""
+    steps: Sequence[Step] = ()
+
+
+def _fence(text: str, lang: str = "") -> str:
+    ticks = "````" if "```" in text else "```"
+    return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}"
+
+
+def _step_block(step: Step, *, latest: bool, superseded: bool, limits: ContextLimits) -> str:
+    ex = step.execution
+    head = f"### Step {step.number} ({ex.status})"
+    if superseded:
+        err = ex.error
+        what = f"{err.get('ename', 'Error')}: {err.get('evalue', '')}" if err else ex.status
+        return f"{head}: failed with {truncate_middle(str(what), 200)}; superseded."
+    code = step.code if latest else truncate_middle(step.code, limits.earlier_code)
+    out = ex.to_model_text(limits.latest_output if latest else limits.earlier_output)
+    return f"{head}\n{_fence(code, 'python')}\nOutput:\n{_fence(out)}"
+
+
+def _brief_text(brief: Brief, limits: ContextLimits) -> str:
+    parts = [f"## Task\n{brief.task.strip()}"]
+    if brief.data_summary:
+        parts.append(f"## Data\n{truncate_middle(brief.data_summary.strip(), limits.data_summary)}")
+    if brief.history:
+        parts.append(
+            f"## Earlier in this session\n{truncate_middle(brief.history.strip(), limits.history)}"
+        )
+    if brief.steps:
+        last = len(brief.steps) - 1
+        blocks = []
+        for i, step in enumerate(brief.steps):
+            later_ok = any(s.execution.ok for s in brief.steps[i + 1 :])
+            superseded = not step.execution.ok and i < last and later_ok
+            blocks.append(_step_block(step, latest=i == last, superseded=superseded, limits=limits))
+        parts.append("## Steps so far\n" + "\n\n".join(blocks))
+    return "\n\n".join(parts)
+
+
+def _images(steps: Sequence[Step], limits: ContextLimits) -> list[ContentPart]:
+    """The most recent plots, as image parts."""
+    found: list[ContentPart] = []
+    for step in reversed(steps):
+        for out in reversed(step.outputs):
+            data = out.get("data") or {}
+            png = data.get("image/png")
+            if isinstance(png, str) and len(png) * 3 // 4 <= limits.image_bytes:
+                found.append({"type": "image_url", "image_url": {"url": _data_uri(png)}})
+            if len(found) >= limits.images:
+                return found[::-1]
+    return found[::-1]
+
+
+def _data_uri(b64: str) -> str:
+    compact = "".join(b64.split())
+    base64.b64decode(compact[:64] + "=" * (-len(compact[:64]) % 4))  # fail early on junk
+    return f"data:image/png;base64,{compact}"
+
+
+def _user(text: str, images: list[ContentPart]) -> ChatMessage:
+    if not images:
+        return ChatMessage("user", text)
+    return ChatMessage("user", ({"type": "text", "text": text}, *images))
+
+
+def author_prompt(
+    role: Role,
+    brief: Brief,
+    *,
+    proposal: str = "",
+    feedback: Sequence[str] = (),
+    vision: bool = False,
+    limits: ContextLimits | None = None,
+) -> list[ChatMessage]:
+    """The prompt of an author: the brief, then its pending proposal and the feedback on it."""
+    limits = limits or ContextLimits()
+    text = _brief_text(brief, limits)
+    if proposal:
+        text += f"\n\n## Your proposal\n{proposal.strip()}"
+    if feedback:
+        text += "\n\n## Feedback\n" + "\n\n".join(f.strip() for f in feedback)
+    if feedback and proposal:
+        ask = "Revise your proposal to address the feedback."
+    elif brief.steps:
+        ask = "Propose the next step, or write the final report if the task is answered."
+    else:
+        ask = "Propose the first step."
+    text += f"\n\n---\n{ask}"
+    images = _images(brief.steps, limits) if vision else []
+    return [ChatMessage("system", role.system_prompt), _user(text, images)]
+
+
+def review_prompt(
+    role: Role,
+    brief: Brief,
+    *,
+    author: str,
+    step: int | None,
+    text: str,
+    code: str = "",
+    vision: bool = False,
+    limits: ContextLimits | None = None,
+) -> list[ChatMessage]:
+    """The prompt of a reviewer judging a proposed step (``step``) or the final report."""
+    limits = limits or ContextLimits()
+    body = _brief_text(brief, limits)
+    if step is None:
+        body += f"\n\n## Final report by {author}\n{text.strip()}"
+        body += "\n\n---\nReview the final report against the results above."
+    else:
+        rationale = text.strip()
+        body += f"\n\n## Proposed step {step} by {author}\n"
+        body += (rationale + "\n" if rationale else "") + _fence(code, "python")
+        body += "\n\n---\nReview this step before it runs."
+    images = _images(brief.steps, limits) if vision else []
+    return [ChatMessage("system", role.system_prompt), _user(body, images)]
+
+
+def selector_prompt(
+    system: str, brief_task: str, candidates: Sequence[Role], last: str
+) -> list[ChatMessage]:
+    """The prompt of the model that picks the next speaker among ``candidates``."""
+    names = "\n".join(f"- {r.name}: {r.description}" for r in candidates)
+    text = (
+        f"## Task\n{brief_task.strip()}\n\n## Last message\n{truncate_middle(last, 1_500)}\n\n"
+        f"## Who speaks next?\n{names}\n\nReply with one name."
+    )
+    return [ChatMessage("system", system), ChatMessage("user", text)]

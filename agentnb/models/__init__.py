@@ -1,0 +1,67 @@
+"""Model clients: OpenAI-compatible endpoints, scripted replies, cache and replay."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+from .base import ChatMessage, ModelClient, ModelReply, Usage
+from .cache import CachedModel, ReplayModel
+from .scripted import ScriptedModel
+
+__all__ = [
+    "CachedModel",
+    "ChatMessage",
+    "ModelClient",
+    "ModelReply",
+    "ReplayModel",
+    "ScriptedModel",
+    "Usage",
+    "resolve_model",
+]
+
+_NO_MODEL = (
+    "no model given: pass --model NAME (for example gpt-4o-mini with OPENAI_API_KEY set, or a "
+    "local model with OPENAI_BASE_URL=http://localhost:11434/v1), set AGENTNB_MODEL, or try it "
+    "offline with --model scripted:REPLIES.yaml"
+)
+
+
+def resolve_model(
+    spec: str | ModelClient | None,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    vision: bool | None = None,
+    timeout: float = 60.0,
+    cache: bool | str | Path | None = None,
+) -> ModelClient:
+    """A client for ``spec``: ``scripted:PATH``, ``replay:TRANSCRIPT``, a model name
+    for an OpenAI-compatible endpoint, or a client (returned as is).
+
+    ``cache`` wraps endpoint models in the on-disk response cache (True: the default
+    folder; a path: that folder).
+    """
+    if spec is None:
+        spec = os.environ.get("AGENTNB_MODEL") or None
+    if spec is None:
+        raise ConfigError(_NO_MODEL)
+    if not isinstance(spec, str):
+        return spec
+    spec = spec.strip()
+    if not spec:
+        raise ConfigError(_NO_MODEL)
+    kind, _, rest = spec.partition(":")
+    if kind == "scripted" and rest:
+        return ScriptedModel(rest, vision=bool(vision))
+    if kind == "replay" and rest:
+        return ReplayModel(rest)
+    from .openai_compat import OpenAIModel
+
+    client: ModelClient = OpenAIModel(
+        spec, base_url=base_url, api_key=api_key, timeout=timeout, vision=vision
+    )
+    if cache:
+        client = CachedModel(client, None if cache is True else Path(cache))
+    return client

@@ -1,0 +1,218 @@
+"""``agentnb.run`` and ``agentnb.arun``: a whole analysis from Python, headless.
+
+They resolve the models, start a managed kernel (or use yours), load the data,
+run the group chat and return a :class:`~agentnb.chat.RunResult`. Configuration
+mistakes raise :class:`~agentnb.errors.ConfigError` before anything starts;
+everything that happens later ends the run with a stop reason instead.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._sync import SyncBridge
+from .agents import ANALYST, CRITIC, Role
+from .approval import ApprovalMode, Approver, check_mode
+from .chat import GroupChat, Guards, RunResult
+from .context import ContextLimits
+from .data import loader_code, variable_name
+from .errors import ConfigError
+from .events import Event
+from .kernel import KernelConfig, ManagedKernel
+from .models import resolve_model
+from .models.base import ModelClient
+from .speakers import SelectionState, SpeakerSelector
+from .termination import CostBudget, MaxTurns, TerminationCondition, TimeLimit, TokenBudget
+from .transcript import default_transcript_dir
+from .usage import PriceTable
+
+__all__ = ["DataSpec", "arun", "run"]
+
+DataSpec = str | os.PathLike[str] | Mapping[str, Any] | Sequence[str | os.PathLike[str]]
+"""Files to load (paths) and/or a mapping of names to objects (DataFrames) to push."""
+
+
+def _split_data(data: DataSpec | None) -> tuple[dict[str, Path], dict[str, Any]]:
+    files: dict[str, Path] = {}
+    objects: dict[str, Any] = {}
+    if data is None:
+        return files, objects
+    items: list[Any] = [data] if isinstance(data, Mapping | str | os.PathLike) else list(data)
+    for item in items:
+        if isinstance(item, Mapping):
+            for name, value in item.items():
+                if not str(name).isidentifier():
+                    raise ConfigError(f"data name {name!r} is not a valid Python variable name")
+                objects[str(name)] = value
+            continue
+        path = Path(item).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"--data {item}: no such file")
+        name = variable_name(path)
+        if name in files:
+            raise ConfigError(f"--data: two files would both be called {name!r}; rename one")
+        files[name] = path.resolve()
+    clash = set(files) & set(objects)
+    if clash:
+        raise ConfigError(f"data name(s) given twice: {', '.join(sorted(clash))}")
+    return files, objects
+
+
+def _conditions(
+    max_turns: int | None,
+    budget_tokens: int | None,
+    budget_cost: float | None,
+    time_limit: float | None,
+    extra: TerminationCondition | None,
+) -> TerminationCondition | None:
+    parts: list[TerminationCondition] = []
+    for value, flag in ((max_turns, "--max-turns"), (budget_tokens, "--budget-tokens")):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{flag} must be a positive whole number, not {value!r}")
+    if max_turns is not None:
+        parts.append(MaxTurns(max_turns))
+    if budget_tokens is not None:
+        parts.append(TokenBudget(budget_tokens))
+    if budget_cost is not None:
+        parts.append(CostBudget(budget_cost))
+    if time_limit is not None:
+        parts.append(TimeLimit(time_limit))
+    if extra is not None:
+        parts.append(extra)
+    if not parts:
+        return None
+    combined = parts[0]
+    for part in parts[1:]:
+        combined = combined | part
+    return combined
+
+
+async def arun(
+    task: str,
+    *,
+    data: DataSpec | None = None,
+    model: str | ModelClient | None = None,
+    analyst_model: str | ModelClient | None = None,
+    critic_model: str | ModelClient | None = None,
+    approve: ApprovalMode = "never",
+    approver: Approver | None = None,
+    max_turns: int | None = 30,
+    step_timeout: float = 120.0,
+    budget_tokens: int | None = None,
+    budget_cost: float | None = None,
+    time_limit: float | None = None,
+    roles: Sequence[Role] | None = None,
+    selector: str | SpeakerSelector | Callable[[SelectionState], object] = "workflow",
+    selector_model: str | ModelClient | None = None,
+    termination: TerminationCondition | None = None,
+    guards: Guards | None = None,
+    limits: ContextLimits | None = None,
+    vision: bool = False,
+    cache: bool | str | Path | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    prices: Mapping[str, tuple[float, float]] | None = None,
+    transcript: str | Path | None = None,
+    kernel: ManagedKernel | None = None,
+    kernel_config: KernelConfig | None = None,
+    history: str = "",
+    on_event: Callable[[Event], None] | None = None,
+) -> RunResult:
+    """Run an analysis to its end. See :func:`run` for the arguments."""
+    if not task or not task.strip():
+        raise ConfigError("the task is empty: say what the agents should find out")
+    approve = check_mode(approve)
+    if approve != "never" and approver is None:
+        raise ConfigError(
+            f"approve={approve!r} needs an approver (a function taking an ApprovalRequest and "
+            "returning a Decision); use approve='never' for an autonomous run"
+        )
+    if step_timeout <= 0:
+        raise ConfigError(f"--step-timeout must be positive, not {step_timeout!r}")
+    files, objects = _split_data(data)
+    conditions = _conditions(max_turns, budget_tokens, budget_cost, time_limit, termination)
+    roles = list(roles) if roles is not None else [ANALYST, CRITIC]
+
+    clients: dict[str, ModelClient] = {}
+
+    def client(spec: str | ModelClient | None) -> ModelClient:
+        key = spec if isinstance(spec, str) else id(spec)
+        if key not in clients:  # one client per spec: a script answers every role
+            clients[key] = resolve_model(  # type: ignore[index]
+                spec, base_url=base_url, api_key=api_key, vision=vision or None, cache=cache
+            )
+        return clients[key]  # type: ignore[index]
+
+    per_role = {"analyst": analyst_model, "critic": critic_model}
+    models = {r.name: client(r.model or per_role.get(r.name) or model) for r in roles}
+    if selector == "model" or selector_model is not None:
+        models["selector"] = client(selector_model or model)
+
+    if transcript is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        transcript = default_transcript_dir() / f"{stamp}-{os.getpid()}.jsonl"
+    owned = kernel is None
+    if kernel is None:
+        config = kernel_config or KernelConfig(step_timeout=step_timeout)
+        kernel = ManagedKernel(config)
+    try:
+        for name, value in objects.items():
+            await kernel.push(name, value)
+        chat = GroupChat(
+            roles=roles,
+            models=models,
+            executor=kernel,
+            approve=approve,
+            approver=approver,
+            selector=selector,
+            termination=conditions,
+            guards=guards,
+            limits=limits,
+            data_code=loader_code(files) if files else None,
+            data_names=[*files, *objects],
+            history=history,
+            vision=vision,
+            prices=PriceTable.load(prices),
+            transcript=Path(transcript),
+            observers=[on_event] if on_event else (),
+        )
+        return await chat.run(task)
+    finally:
+        for c in clients.values():
+            await c.aclose()
+        if owned:
+            await kernel.shutdown()
+
+
+def run(task: str, **options: Any) -> RunResult:
+    """Run an analysis to its end from synchronous code (works inside Jupyter too).
+
+    Args:
+        task: what to find out, in words.
+        data: file paths (CSV, Parquet, JSON, Excel, …, loaded as DataFrames named
+            after the files) and/or a mapping of names to objects pushed into the
+            managed kernel.
+        model: the model of every role: a name for the OpenAI-compatible endpoint
+            (``OPENAI_BASE_URL`` / ``base_url``), ``scripted:PATH`` or ``replay:TRANSCRIPT``.
+        analyst_model, critic_model: a different model for one role.
+        approve: ``never`` (default here), ``final`` or ``each``; with an ``approver``.
+        max_turns, budget_tokens, budget_cost, time_limit: stop conditions.
+        step_timeout: seconds one step may run before it is interrupted.
+        roles: the participants (default analyst and critic); add personas with
+            :meth:`Role.persona <agentnb.agents.Role.persona>`.
+        selector: ``workflow``, ``round_robin``, ``model`` or a function.
+        vision: send plots to models that accept images.
+        cache: reuse replies from the on-disk response cache.
+        transcript: where to write the JSONL transcript (default ``.agentnb/runs/``).
+        kernel: a started ManagedKernel to use (it is not shut down).
+        on_event: called with every event as it happens.
+    """
+    bridge = SyncBridge()
+    try:
+        return bridge.run(arun(task, **options))
+    finally:
+        bridge.close()
