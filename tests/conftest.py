@@ -93,13 +93,17 @@ async def run_later() -> Callable[..., asyncio.Task[None]]:
     return schedule
 
 
+KERNEL_FIXTURES = {"shared_kernel", "make_kernel", "kernel"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tier markers follow the folder: tests/kernel/ starts real kernels."""
+    """Tier markers: a test in tests/kernel/ or using a kernel fixture starts real kernels."""
     for item in items:
         if item.get_closest_marker("quality"):
             continue
-        tier = "kernel" if "kernel" in Path(str(item.path)).parts[-2:-1] else "unit"
-        item.add_marker(getattr(pytest.mark, tier))
+        in_folder = "kernel" in Path(str(item.path)).parts[-2:-1]
+        uses = KERNEL_FIXTURES & set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.kernel if in_folder or uses else pytest.mark.unit)
 
 
 assert os.name == "posix", "agentnb's managed kernel needs a POSIX system"
