@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +20,8 @@ __all__ = [
     "StepResult",
     "Verdict",
 ]
+
+_CELL_REF = re.compile(r"Cell In\[\d+\]")
 
 ExecutionStatus = Literal["ok", "error", "timeout", "died", "interrupted"]
 """How a step ended.
@@ -80,17 +83,16 @@ class Execution:
         The first line states the status; the note (if any) comes next, so that a
         truncated body never hides what happened to the kernel.
         """
-        head = (
-            f"[step {self.status}"
-            + (f", In[{self.execution_count}]" if self.execution_count else "")
-            + f", {self.duration:.1f} s]"
-        )
-        lines = [head]
+        # Nothing that changes between identical re-runs (the kernel's counter, the
+        # duration): an unchanged analysis must give an unchanged prompt, or the
+        # response cache could never answer it.
+        lines = [f"[step {self.status}]"]
         if self.note:
             lines.append(self.note)
         prefix = "\n".join(lines)
         room = max(limit - len(prefix) - 1, 0)
         body = render_for_model(self.outputs, room) if self.outputs else "(no output)"
+        body = _CELL_REF.sub("In this step", body)
         return truncate_middle(f"{prefix}\n{body}", limit)
 
 

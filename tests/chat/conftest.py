@@ -68,13 +68,22 @@ def chat(shared_kernel: ManagedKernel, tmp_path: Path) -> ChatRunner:
     ) -> Run:
         model = options.pop("model", None) or ScriptedModel(dict(replies or {}))
         events: list[Event] = []
-        transcript = tmp_path / f"run-{len(list(tmp_path.iterdir()))}.jsonl"
+        also = options.pop("on_event", None)
+
+        def observe(event: Event) -> None:
+            events.append(event)
+            if also is not None:
+                also(event)
+
+        transcript = (
+            options.pop("transcript", None) or tmp_path / f"run-{len(events)}-{id(events)}.jsonl"
+        )
         result = await arun(
             task,
             model=model,
             kernel=shared_kernel,
             transcript=transcript,
-            on_event=events.append,
+            on_event=observe,
             **options,
         )
         return Run(result, events, model, transcript)

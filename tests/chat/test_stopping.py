@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from agentnb import ManagedKernel
 from agentnb.agents import ANALYST, CRITIC
 from agentnb.chat import GroupChat, Guards
@@ -15,8 +13,6 @@ from agentnb.models.scripted import ScriptedModel
 from agentnb.termination import TextMention
 
 from .conftest import ChatRunner, step
-
-pytestmark = pytest.mark.asyncio
 
 ENDLESS = {"analyst": [step(f"print({i})") for i in range(50)], "critic": ["APPROVE"] * 50}
 

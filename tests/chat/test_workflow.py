@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from agentnb.approval import ApprovalRequest, CallbackApprover, Decision
 from agentnb.events import (
     ApprovalRequested,
@@ -15,8 +13,6 @@ from agentnb.events import (
 from agentnb.messages import Feedback, FinalReport, Proposal, Review
 
 from .conftest import ChatRunner, step
-
-pytestmark = pytest.mark.asyncio
 
 
 async def test_steps_are_reviewed_before_they_run_and_the_report_after(chat: ChatRunner) -> None:
