@@ -1,0 +1,116 @@
+"""Whole runs through the real ``openai`` client against a loopback server, with a
+real managed kernel: what a user with a flaky or sloppy endpoint experiences."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from agentnb import ManagedKernel
+from agentnb.chat import RunResult
+from agentnb.events import Event, ModelCalled, Notice, TokenDelta
+from agentnb.models.openai_compat import OpenAIModel
+from agentnb.models.server import Hang, Reply, ScriptedServer, Status
+from agentnb.run import arun
+
+from .conftest import SleepRecorder
+
+STEP = "Sum them.\n\n```python\nprint(sum([1, 2, 3]))\n```"
+
+
+async def run_with(
+    model: OpenAIModel, kernel: ManagedKernel, tmp_path: Path
+) -> tuple[list[Event], RunResult]:
+    events: list[Event] = []
+    result = await arun(
+        "Add up 1, 2 and 3.",
+        model=model,
+        kernel=kernel,
+        transcript=tmp_path / "t.jsonl",
+        on_event=events.append,
+    )
+    return events, result
+
+
+async def test_a_run_over_http_streams_counts_and_survives_a_429(
+    server: Callable[..., ScriptedServer],
+    make_model: Callable[..., OpenAIModel],
+    sleeps: SleepRecorder,
+    shared_kernel: ManagedKernel,
+    tmp_path: Path,
+) -> None:
+    srv = server(
+        Reply(STEP, usage=(120, 15)),
+        Status(429, retry_after=2),
+        Reply("APPROVE", usage=(200, 1)),
+        Reply("The sum is 6.", usage=(300, 5)),
+        Status(500),
+        Reply("APPROVE, 6 is what the step printed.", usage=(310, 8)),
+    )
+    events, result = await run_with(make_model(srv), shared_kernel, tmp_path)
+    assert result.ok, result.stop_reason
+    assert result.steps[0].execution.stdout == "6\n"
+    # the server's own counts, per agent
+    usage = result.usage
+    assert (usage["analyst"].prompt_tokens, usage["analyst"].completion_tokens) == (420, 20)
+    assert (usage["critic"].prompt_tokens, usage["critic"].calls) == (510, 2)
+    assert not usage["critic"].estimated
+    # the retries were announced and honoured Retry-After
+    notices = [e.text for e in events if isinstance(e, Notice)]
+    assert any("429" in n and "retrying in 2" in n for n in notices)
+    assert any("500" in n for n in notices)
+    assert sleeps.delays[0] == 2
+    assert "".join(e.text for e in events if isinstance(e, TokenDelta) and e.agent == "analyst")
+    # the prompts reached the server: the critic saw the proposed code
+    critic_prompt = srv.requests[2]["messages"][-1]["content"]
+    assert "print(sum([1, 2, 3]))" in critic_prompt
+    assert [e.agent for e in events if isinstance(e, ModelCalled)] == [
+        "analyst",
+        "critic",
+        "analyst",
+        "critic",
+    ]
+
+
+async def test_an_unreachable_endpoint_ends_the_run_naming_the_url(
+    make_model: Callable[..., OpenAIModel],
+    closed_port: int,
+    shared_kernel: ManagedKernel,
+    tmp_path: Path,
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}/v1"
+    _, result = await run_with(make_model(url, max_retries=1), shared_kernel, tmp_path)
+    reason = result.stop_reason
+    assert reason.kind == "model_error"
+    assert url in reason.message
+
+
+async def test_a_hanging_server_ends_the_run_with_a_timeout(
+    server: Callable[..., ScriptedServer],
+    make_model: Callable[..., OpenAIModel],
+    shared_kernel: ManagedKernel,
+    tmp_path: Path,
+) -> None:
+    srv = server(Hang(30))
+    _, result = await run_with(make_model(srv, timeout=0.5, max_retries=0), shared_kernel, tmp_path)
+    reason = result.stop_reason
+    assert reason.kind == "model_error"
+    assert "0.5" in reason.message
+
+
+async def test_a_model_that_ignores_the_protocol_is_corrected_then_stopped(
+    server: Callable[..., ScriptedServer],
+    make_model: Callable[..., OpenAIModel],
+    shared_kernel: ManagedKernel,
+    tmp_path: Path,
+) -> None:
+    srv = server(
+        Reply("The sum is 6."),
+        Reply("Sure! Happy to help."),
+        Reply("Great job, nice work."),
+    )
+    _, result = await run_with(make_model(srv), shared_kernel, tmp_path)
+    reason = result.stop_reason
+    assert reason.kind == "protocol"
+    correction = srv.requests[2]["messages"][-1]["content"]
+    assert "APPROVE or REVISE" in correction
