@@ -3,10 +3,30 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from ._sync import SyncBridge
-from .errors import AgentnbError, ConfigError, DataTransferError, KernelError, KernelStartError
+from .agents import ANALYST, CRITIC, Role
+from .approval import ApprovalRequest, Approver, AutoApprover, CallbackApprover, Decision
+from .chat import GroupChat, Guards, RunResult
+from .errors import (
+    AgentnbError,
+    ConfigError,
+    DataTransferError,
+    KernelError,
+    KernelStartError,
+    ModelError,
+)
 from .kernel import KernelConfig, ManagedKernel
-from .messages import Execution, ExecutionStatus
+from .messages import Execution, ExecutionStatus, Step
 from .outputs import OutputLimits
+from .run import arun, run
+from .termination import (
+    CostBudget,
+    MaxTurns,
+    StopReason,
+    TerminationCondition,
+    TextMention,
+    TimeLimit,
+    TokenBudget,
+)
 
 try:
     __version__ = version("agentnb")
@@ -14,16 +34,38 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "ANALYST",
+    "CRITIC",
     "AgentnbError",
+    "ApprovalRequest",
+    "Approver",
+    "AutoApprover",
+    "CallbackApprover",
     "ConfigError",
+    "CostBudget",
     "DataTransferError",
+    "Decision",
     "Execution",
     "ExecutionStatus",
+    "GroupChat",
+    "Guards",
     "KernelConfig",
     "KernelError",
     "KernelStartError",
     "ManagedKernel",
+    "MaxTurns",
+    "ModelError",
     "OutputLimits",
+    "Role",
+    "RunResult",
+    "Step",
+    "StopReason",
     "SyncBridge",
+    "TerminationCondition",
+    "TextMention",
+    "TimeLimit",
+    "TokenBudget",
     "__version__",
+    "arun",
+    "run",
 ]
