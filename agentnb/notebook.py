@@ -1,0 +1,616 @@
+"""The analysis notebook: a run as an nbformat v4 notebook that runs again.
+
+:func:`build_notebook` is a pure function of a run's events, so the same notebook
+comes from the live events and from the transcript (:func:`notebook_from_transcript`).
+The cells, in order:
+
+1. the title and the task (markdown);
+2. the data: a note on each name, then the code that loaded the files (step 0,
+   with its real outputs), then code that recreates data pushed from the user's
+   session, when the caller said how (``data_sources``);
+3. for each step that ran and succeeded: the author's rationale (markdown), the
+   code that ran with its real outputs from the managed kernel, and the
+   reviewers' approving comments as a short quoted note;
+4. for each step that failed (error, timeout, dead kernel, interrupt): one
+   markdown line where it happened, with the error's name and value and no
+   traceback; it is not a code cell, so "Restart & Run All" does not stop on it;
+5. the final report; when the run ended without an approved answer, the last
+   report proposed (marked as not approved) and a closing note with the stop reason.
+
+Decisions worth knowing:
+
+- Code cells are numbered 1, 2, … in order, and ``execute_result`` outputs carry
+  the same number, so the notebook looks freshly run.
+- Data pushed from the user's session (names in :class:`~agentnb.events.DataReady`
+  that the loading code does not assign) has no code in the run that recreates it.
+  ``data_sources`` maps such a name to code that does: an expression
+  (``"pd.read_csv('sales.csv')"``, written as ``sales = pd.read_csv(...)``) or
+  statements that bind the name; ``import pandas as pd`` / ``import numpy as np``
+  are added when the code uses ``pd.`` / ``np.`` without importing them. A pushed
+  name without a source gets a markdown note that says how to provide it; no code
+  cell is invented for it, so running the notebook without it stops at the first
+  step that uses it with a ``NameError`` naming it. Sources for names the run did
+  not push are ignored.
+- No import cell is added: the managed kernel's preload
+  (:attr:`KernelConfig.preload <agentnb.kernel.KernelConfig.preload>`) imports
+  modules without binding any name in the user namespace, so step code only ever
+  had the names that it, earlier steps or the loading code bound.
+- A failed step is left out even if it assigned variables before it failed; a later
+  step that relies on such a variable will not re-run. The loading code of step 0
+  is kept even when it failed (it is what the notebook needs); its outputs show why.
+- Events of several runs (a transcript appended to twice): the last run wins.
+- Cell ids are derived from the run id and the cell's position, so building twice
+  gives equal notebooks.
+- Every code cell carries its provenance in ``metadata["agentnb"]`` (run id, step,
+  author, edited); the notebook's ``metadata["agentnb"]`` holds the agentnb
+  version, run id, task, data names, models, tokens and cost per agent, and the
+  stop reason.
+
+:func:`save_notebook` validates the notebook and writes it atomically: a temporary
+file in the same directory, flushed and synced, then renamed over the target. An
+existing notebook is never left half-written, and the temporary file is removed
+when anything fails.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import errno
+import json
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .errors import ConfigError
+from .events import (
+    DataReady,
+    Event,
+    ExecutionFinished,
+    ExecutionStarted,
+    MessagePosted,
+    ModelCalled,
+    RunFinished,
+    RunStarted,
+)
+from .messages import Execution, FinalReport, Proposal, Review, StepResult
+from .models.base import Usage
+from .outputs import Output, strip_ansi
+from .termination import StopReason
+from .transcript import read_transcript
+
+__all__ = ["build_notebook", "notebook_from_transcript", "save_notebook"]
+
+_TITLE_LIMIT = 80
+_ERROR_VALUE_LIMIT = 300
+_SUMMARY_LINE = re.compile(r"^### (\w+): (.+)$", re.MULTILINE)
+_CELL_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+_IMPORTS = {
+    "pd": ("import pandas as pd", re.compile(r"\bpd\.")),
+    "np": ("import numpy as np", re.compile(r"\bnp\.")),
+}
+_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+_LANGUAGE_INFO = {
+    "name": "python",
+    "codemirror_mode": {"name": "ipython", "version": 3},
+    "file_extension": ".py",
+    "mimetype": "text/x-python",
+    "nbconvert_exporter": "python",
+    "pygments_lexer": "ipython3",
+}
+
+
+# --- gathering the run from its events -------------------------------------------------
+
+
+@dataclass
+class _Ran:
+    """A step that ran, with what was said about it."""
+
+    number: int
+    execution: Execution
+    proposal: Proposal | None
+    reviews: list[Review]
+    edited: bool
+
+
+@dataclass
+class _Run:
+    run_id: str = ""
+    started: RunStarted | None = None
+    ready: DataReady | None = None
+    setup_code: str | None = None
+    setup: Execution | None = None
+    steps: list[_Ran] = field(default_factory=list)
+    proposals: dict[int, Proposal] = field(default_factory=dict)
+    reviews: dict[int, list[Review]] = field(default_factory=dict)
+    reports: list[FinalReport] = field(default_factory=list)
+    calls: list[ModelCalled] = field(default_factory=list)
+    finished: RunFinished | None = None
+
+    def add(self, event: Event) -> None:
+        if event.run_id:
+            self.run_id = event.run_id
+        if isinstance(event, DataReady):
+            self.ready = event
+        elif isinstance(event, ExecutionStarted) and event.step == 0:
+            self.setup_code = event.code
+        elif isinstance(event, ExecutionFinished):
+            self._finished_step(event.step, event.execution)
+        elif isinstance(event, MessagePosted):
+            self._message(event.message)
+        elif isinstance(event, ModelCalled):
+            self.calls.append(event)
+        elif isinstance(event, RunFinished):
+            self.finished = event
+
+    def _finished_step(self, number: int, execution: Execution) -> None:
+        if number == 0:
+            self.setup = execution
+            self.setup_code = execution.code
+            return
+        proposal = self.proposals.get(number)
+        edited = proposal is not None and execution.code != proposal.code
+        self.steps.append(
+            _Ran(number, execution, proposal, list(self.reviews.get(number, ())), edited)
+        )
+
+    def _message(self, message: object) -> None:
+        if isinstance(message, Proposal):
+            # a revised proposal replaces the earlier one, and what was said of it
+            self.proposals[message.step] = message
+            self.reviews[message.step] = []
+        elif isinstance(message, Review) and message.step is not None:
+            if message.verdict == "approve":
+                self.reviews.setdefault(message.step, []).append(message)
+        elif isinstance(message, StepResult):
+            for ran in self.steps:
+                if ran.number == message.step:
+                    ran.edited = message.edited
+        elif isinstance(message, FinalReport):
+            self.reports.append(message)
+
+
+def _gather(events: Iterable[Event]) -> _Run:
+    run = _Run()
+    for event in events:
+        if isinstance(event, RunStarted):
+            run = _Run(started=event)  # the last run wins
+        run.add(event)
+    return run
+
+
+# --- cells ---------------------------------------------------------------------------
+
+
+class _Cells:
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.prefix = _CELL_ID_CHARS.sub("", run_id)[:40] or "agentnb"
+        self.cells: list[dict[str, Any]] = []
+        self.count = 0
+
+    def _id(self) -> str:
+        return f"{self.prefix}-{len(self.cells) + 1}"
+
+    def markdown(self, source: str) -> None:
+        self.cells.append(
+            {"cell_type": "markdown", "id": self._id(), "metadata": {}, "source": source.strip()}
+        )
+
+    def code(
+        self, source: str, outputs: Iterable[Output], *, step: int, author: str, edited: bool
+    ) -> None:
+        self.count += 1
+        kept = [_output(out, self.count) for out in outputs]
+        self.cells.append(
+            {
+                "cell_type": "code",
+                "id": self._id(),
+                "metadata": {
+                    "agentnb": {
+                        "run_id": self.run_id,
+                        "step": step,
+                        "author": author,
+                        "edited": edited,
+                    }
+                },
+                "source": source.strip("\n"),
+                "outputs": kept,
+                "execution_count": self.count,
+            }
+        )
+
+
+def _output(out: Output, count: int) -> dict[str, Any]:
+    """A plain-JSON copy of an output (as the transcript holds it), renumbered."""
+    copy: dict[str, Any] = json.loads(json.dumps(out, default=str))
+    if copy.get("output_type") == "execute_result":
+        copy["execution_count"] = count
+    return copy
+
+
+def build_notebook(
+    events: Iterable[Event], *, data_sources: Mapping[str, str] | None = None
+) -> nbformat.NotebookNode:
+    """The analysis notebook of a run, from its events (live or from a transcript).
+
+    Args:
+        events: the run's events in order; a run still going gives the notebook so far.
+        data_sources: for data pushed from the user's session, code that recreates
+            each name (``{"sales": "pd.read_csv('sales.csv')"}``); see the module notes.
+
+    Raises:
+        ConfigError: a data source is not valid Python.
+    """
+    from . import __version__
+
+    run = _gather(events)
+    cells = _Cells(run.run_id)
+    task = run.started.task if run.started else ""
+    _title(cells, run)
+    _data(cells, run, dict(data_sources or {}))
+    _steps(cells, run)
+    _ending(cells, run)
+    reason = run.finished.reason if run.finished else None
+    metadata = {
+        "kernelspec": dict(_KERNELSPEC),
+        "language_info": json.loads(json.dumps(_LANGUAGE_INFO)),
+        "agentnb": {
+            "version": __version__,
+            "run_id": run.run_id,
+            "task": task,
+            "data": list(_data_names(run)),
+            "models": dict(run.started.models) if run.started else {},
+            "usage": {agent: _usage_record(u) for agent, u in _usage(run).items()},
+            "cost": _cost(run),
+            "stop_reason": {"kind": reason.kind, "message": reason.message} if reason else None,
+        },
+    }
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": metadata, "cells": cells.cells}
+    node: nbformat.NotebookNode = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
+    return node
+
+
+def notebook_from_transcript(
+    path: str | os.PathLike[str], *, data_sources: Mapping[str, str] | None = None
+) -> nbformat.NotebookNode:
+    """The analysis notebook of the (last) run in a JSONL transcript.
+
+    Raises:
+        ConfigError: the transcript cannot be read or holds no run.
+    """
+    events = list(read_transcript(Path(path)))
+    if not any(isinstance(e, RunStarted) for e in events):
+        raise ConfigError(f"the transcript {path} holds no agentnb run (no RunStarted event)")
+    return build_notebook(events, data_sources=data_sources)
+
+
+def _title(cells: _Cells, run: _Run) -> None:
+    task = run.started.task.strip() if run.started else ""
+    first = task.splitlines()[0].strip() if task else ""
+    title = first if len(first) <= _TITLE_LIMIT else first[: _TITLE_LIMIT - 1].rstrip() + "…"
+    lines = [f"# {title or 'Analysis'}", ""]
+    if task and task != title:
+        lines += ["**Task:**", "", _quote(task), ""]
+    who = ", ".join(
+        f"{agent} ({model})" for agent, model in (run.started.models.items() if run.started else ())
+    )
+    byline = (
+        f"An analysis by agentnb, run `{run.run_id}`" if run.run_id else "An analysis by agentnb"
+    )
+    lines.append(f"*{byline}{': ' + who if who else ''}.*")
+    cells.markdown("\n".join(lines))
+
+
+def _data_names(run: _Run) -> tuple[str, ...]:
+    if run.ready is not None:
+        return run.ready.names
+    return run.started.data if run.started else ()
+
+
+def _assigned(code: str) -> set[str]:
+    """Names the loading code binds at its top level."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set(re.findall(r"^(\w+)\s*=", code, re.MULTILINE))
+    names: set[str] = set()
+    for node in tree.body:
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+            targets = [node.target]
+        for target in targets:
+            names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def _source_code(name: str, source: str) -> str:
+    """Code that binds ``name``: ``name = <expression>``, or the statements as given."""
+    source = source.strip()
+    try:
+        ast.parse(source, mode="eval")
+    except SyntaxError:
+        try:
+            ast.parse(source)
+        except SyntaxError as exc:
+            raise ConfigError(
+                f"data_sources[{name!r}] is not valid Python ({exc.msg}, line {exc.lineno}): "
+                "give an expression such as \"pd.read_csv('sales.csv')\" or statements that "
+                f"assign {name}"
+            ) from None
+        return source
+    return f"{name} = {source}"
+
+
+def _data(cells: _Cells, run: _Run, sources: dict[str, str]) -> None:
+    names = _data_names(run)
+    if not names and run.setup_code is None:
+        return
+    loaded = _assigned(run.setup_code) if run.setup_code else set()
+    pushed = [n for n in names if n not in loaded]
+    described = dict(_SUMMARY_LINE.findall(run.ready.summary)) if run.ready else {}
+
+    def label(name: str) -> str:
+        what = described.get(name)
+        return f"`{name}` ({what})" if what else f"`{name}`"
+
+    lines = ["## Data", ""]
+    if run.setup_code is not None:
+        from_files = [n for n in names if n in loaded] or sorted(loaded)
+        lines.append("Loaded from files by the next cell: " + ", ".join(map(label, from_files)))
+        if run.setup is not None and not run.setup.ok:
+            lines.append("")
+            lines.append(f"**Loading the data failed** ({_failure(run.setup)}).")
+    recreated = [n for n in pushed if n in sources]
+    missing = [n for n in pushed if n not in sources]
+    if recreated:
+        lines += [
+            "",
+            "Passed in from the Python session, and recreated by the code given for it: "
+            + ", ".join(map(label, recreated)),
+        ]
+    if missing:
+        example = missing[0]
+        lines += [
+            "",
+            "Passed in from the Python session, with no code here that recreates it: "
+            + ", ".join(map(label, missing))
+            + ". Before running this notebook, add a cell here that defines "
+            + ", ".join(f"`{n}`" for n in missing)
+            + f" (for instance `{example} = pd.read_csv('...')`), or build the notebook "
+            + f"with `data_sources={{'{example}': \"pd.read_csv('...')\"}}`.",
+        ]
+    cells.markdown("\n".join(lines))
+    if run.setup_code is not None:
+        outputs = run.setup.outputs if run.setup is not None else ()
+        cells.code(run.setup_code, outputs, step=0, author="agentnb", edited=False)
+    if recreated:
+        code = "\n".join(_source_code(n, sources[n]) for n in recreated)
+        imports = [
+            line
+            for line, used in _IMPORTS.values()
+            if used.search(code) and line not in code and line not in (run.setup_code or "")
+        ]
+        if imports:
+            code = "\n".join(imports) + "\n\n" + code
+        cells.code(code, (), step=0, author="user", edited=False)
+
+
+def _steps(cells: _Cells, run: _Run) -> None:
+    for index, ran in enumerate(run.steps):
+        if ran.execution.ok:
+            _good_step(cells, ran)
+        else:
+            later = [s.number for s in run.steps[index + 1 :]]
+            _failed_step(cells, ran, later[0] if later else None)
+
+
+def _good_step(cells: _Cells, ran: _Ran) -> None:
+    author = ran.proposal.sender if ran.proposal else "unknown"
+    lines = [f"## Step {ran.number}"]
+    rationale = ran.proposal.rationale.strip() if ran.proposal else ""
+    if rationale:
+        lines += ["", rationale]
+    if ran.edited:
+        lines += [
+            "",
+            "*The user edited this code before it ran; the cell holds the code that ran.*",
+        ]
+    cells.markdown("\n".join(lines))
+    cells.code(
+        ran.execution.code, ran.execution.outputs, step=ran.number, author=author, edited=ran.edited
+    )
+    if ran.reviews:
+        notes = []
+        for review in ran.reviews:
+            words = review.text.strip()
+            notes.append(
+                f"**{review.sender}** approved: {words}"
+                if words
+                else f"**{review.sender}** approved."
+            )
+        cells.markdown(_quote("\n\n".join(notes)))
+
+
+def _failed_step(cells: _Cells, ran: _Ran, next_step: int | None) -> None:
+    who = f" ({ran.proposal.sender})" if ran.proposal else ""
+    then = (
+        f"; the analysis went on with step {next_step}."
+        if next_step is not None
+        else "; no step ran after it."
+    )
+    restarted = (
+        " The kernel was restarted, so the variables of earlier steps were lost."
+        if ran.execution.restarted
+        else ""
+    )
+    cells.markdown(
+        f"*Step {ran.number}{who} {_failure(ran.execution)} and is not part of this notebook"
+        f"{then}*{restarted}"
+    )
+
+
+def _failure(execution: Execution) -> str:
+    """How a step failed, in a few words: ``failed with `KeyError: 'price'```."""
+    if execution.status == "error":
+        error = execution.error
+        if error is None:
+            return "failed"
+        name = strip_ansi(str(error.get("ename", "Error")))
+        value = " ".join(strip_ansi(str(error.get("evalue", ""))).split())
+        if len(value) > _ERROR_VALUE_LIMIT:
+            value = value[: _ERROR_VALUE_LIMIT - 1] + "…"
+        said = (f"{name}: {value}" if value else name).replace("`", "'")
+        return f"failed with `{said}`"
+    return {
+        "timeout": "ran past its time limit and was interrupted",
+        "died": "failed: the kernel died while it ran",
+        "interrupted": "was interrupted",
+    }.get(execution.status, f"ended with status {execution.status}")
+
+
+def _ending(cells: _Cells, run: _Run) -> None:
+    finished = run.finished
+    approved = finished is not None and finished.reason.ok
+    report = finished.final_report if finished is not None else None
+    if report is None and run.reports:
+        report = run.reports[-1].text
+    if report is not None and report.strip():
+        if approved:
+            cells.markdown("## Final report\n\n" + report.strip())
+        else:
+            cells.markdown(
+                "## Final report (not approved)\n\n"
+                "*The reviewers or the user did not approve this report.*\n\n" + report.strip()
+            )
+    if finished is None:
+        if run.started is not None:
+            cells.markdown("---\n\n*The run had not finished when this notebook was built.*")
+        return
+    if not approved:
+        cells.markdown(_stopped(finished.reason))
+
+
+def _stopped(reason: StopReason) -> str:
+    return (
+        "---\n\n**The run ended without an approved answer** "
+        f"(`{reason.kind}`): {reason.message.strip()}"
+    )
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in text.strip().splitlines())
+
+
+def _usage(run: _Run) -> dict[str, Usage]:
+    if run.finished is not None:
+        return dict(run.finished.usage)
+    totals: dict[str, Usage] = {}
+    for call in run.calls:
+        totals[call.agent] = totals.get(call.agent, Usage()) + call.usage
+    return totals
+
+
+def _usage_record(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "calls": usage.calls,
+        "estimated": usage.estimated,
+    }
+
+
+def _cost(run: _Run) -> float | None:
+    if run.finished is not None:
+        return run.finished.cost
+    total = 0.0
+    for call in run.calls:
+        if call.cost is None:
+            return None
+        total += call.cost
+    return total
+
+
+# --- saving -------------------------------------------------------------------------
+
+
+def save_notebook(nb: nbformat.NotebookNode, path: str | os.PathLike[str]) -> Path:
+    """Validate ``nb`` and write it to ``path`` atomically; return the path written.
+
+    The notebook goes to a temporary file in the same directory, is synced to disk
+    and then renamed over ``path``: an existing file is replaced whole or not at all,
+    and the temporary file never outlives a failure.
+
+    Raises:
+        ConfigError: the notebook is not valid nbformat, or ``path`` cannot be written.
+    """
+    target = Path(path).expanduser()
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        raise ConfigError(
+            f"the notebook is not valid nbformat ({exc.message}); nothing was written to {target}"
+        ) from None
+    text: str = nbformat.writes(nb)  # type: ignore[no-untyped-call]
+    data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
+    try:
+        _write_atomically(target, data)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = Path(exc.filename) if exc.filename else None
+        if where is not None and where != target and not where.name.startswith(f".{target.name}."):
+            reason += f": {where}"  # a parent directory, not the notebook or its temporary file
+        raise ConfigError(
+            f"cannot write the notebook {target}: {reason}; choose a path in a writable directory"
+        ) from exc
+    return target
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    for folder in (target.parent, *target.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+            break
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode: int | None = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = None  # a new file: the umask decides, as for any other file
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(temp, mode)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    _sync_directory(target.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the rename itself durable (not offered everywhere)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
