@@ -105,6 +105,7 @@ class RunResult:
         steps: every step that ran, in order (failed ones included).
         usage: tokens per agent (``selector`` when a model chose speakers).
         cost: dollars over all agents, None when a price is unknown.
+        costs: dollars per agent, None where the price is unknown.
         stop_reason: why the run ended; ``stop_reason.ok`` means an approved answer.
         transcript_path: the JSONL transcript of every event.
         setup: the execution that loaded the data files, if any.
@@ -122,6 +123,7 @@ class RunResult:
     data_summary: str = ""
     setup: Execution | None = None
     notebook: Path | None = None
+    costs: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -327,6 +329,7 @@ class GroupChat:
             transcript_path=self.transcript_path,
             data_summary=self.data_summary,
             setup=self.setup,
+            costs=dict(self.ledger.costs),
         )
         self._emit(
             RunFinished(
@@ -334,6 +337,7 @@ class GroupChat:
                 final_report=self.final_report,
                 usage=dict(self.ledger.usage),
                 cost=self.ledger.cost,
+                costs=dict(self.ledger.costs),
             )
         )
         if self._writer is not None:

@@ -152,6 +152,8 @@ class RunFinished(Event):
     usage: dict[str, Usage] = field(default_factory=dict)
     """Per agent (the speaker selector included when it was called)."""
     cost: float | None = None
+    costs: dict[str, float | None] = field(default_factory=dict)
+    """Dollars per agent (None where the model's price is unknown)."""
 
 
 # --- transcript records -------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from .events import Event
 from .kernel import KernelConfig, ManagedKernel
 from .models import resolve_model
 from .models.base import ModelClient
+from .notebook import build_notebook, save_notebook
 from .speakers import SelectionState, SpeakerSelector
 from .termination import CostBudget, MaxTurns, TerminationCondition, TimeLimit, TokenBudget
 from .transcript import default_transcript_dir
@@ -91,6 +93,21 @@ def _conditions(
     return combined
 
 
+def _check_out(out: str | Path) -> Path:
+    """Fail before any token is spent when the notebook could not be written."""
+    path = Path(out).expanduser().absolute()
+    if path.suffix != ".ipynb":
+        raise ConfigError(f"--out {out}: the analysis notebook's name must end in .ipynb")
+    parent = path.parent.resolve()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: cannot write into {parent}; choose a writable folder")
+    if path.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give a file name ending in .ipynb")
+    return path
+
+
 async def arun(
     task: str,
     *,
@@ -120,6 +137,8 @@ async def arun(
     kernel: ManagedKernel | None = None,
     kernel_config: KernelConfig | None = None,
     history: str = "",
+    out: str | Path | None = None,
+    data_sources: Mapping[str, str] | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> RunResult:
     """Run an analysis to its end. See :func:`run` for the arguments."""
@@ -134,6 +153,7 @@ async def arun(
     if step_timeout <= 0:
         raise ConfigError(f"--step-timeout must be positive, not {step_timeout!r}")
     files, objects = _split_data(data)
+    out_path = _check_out(out) if out is not None else None
     conditions = _conditions(max_turns, budget_tokens, budget_cost, time_limit, termination)
     roles = list(roles) if roles is not None else [ANALYST, CRITIC]
 
@@ -155,6 +175,7 @@ async def arun(
     if transcript is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         transcript = default_transcript_dir() / f"{stamp}-{os.getpid()}.jsonl"
+    events: list[Event] = []
     owned = kernel is None
     if kernel is None:
         config = kernel_config or KernelConfig(step_timeout=step_timeout)
@@ -178,9 +199,13 @@ async def arun(
             vision=vision,
             prices=PriceTable.load(prices),
             transcript=Path(transcript),
-            observers=[on_event] if on_event else (),
+            observers=[events.append, *([on_event] if on_event else [])],
         )
-        return await chat.run(task)
+        result = await chat.run(task)
+        if out_path is not None:
+            notebook = build_notebook(events, data_sources=data_sources)
+            result = replace(result, notebook=save_notebook(notebook, out_path))
+        return result
     finally:
         for c in clients.values():
             await c.aclose()
@@ -209,6 +234,9 @@ def run(task: str, **options: Any) -> RunResult:
         cache: reuse replies from the on-disk response cache.
         transcript: where to write the JSONL transcript (default ``.agentnb/runs/``).
         kernel: a started ManagedKernel to use (it is not shut down).
+        out: write the analysis notebook there (``RunResult.notebook``).
+        data_sources: code that recreates pushed objects in the saved notebook
+            (``{"sales": "pd.read_csv('sales.csv')"}``).
         on_event: called with every event as it happens.
     """
     bridge = SyncBridge()

@@ -63,6 +63,9 @@ class ManagedKernel:
         self._pushed: dict[str, Any] = {}
         self._comm_id = ""
         self._interrupted: asyncio.Event | None = None
+        self._running = False
+        self._queued = 0  # execute() calls waiting for the start or the lock
+        self._interrupt_queued = False
         self.preloaded: tuple[str, ...] = ()
         """Modules the kernel imported at start (see ``KernelConfig.preload``)."""
         # Whatever happens to this object, its kernel process does not outlive it
@@ -236,15 +239,40 @@ class ManagedKernel:
         Raises:
             KernelError: only when the kernel itself cannot be (re)started.
         """
-        await self.start()
-        async with self._lock:
+        self._queued += 1
+        try:
+            await self.start()
+            await self._lock.acquire()
+        finally:
+            self._queued -= 1
+        try:
+            if self._interrupt_queued:
+                self._interrupt_queued = False
+                note = "interrupted before it started; nothing ran"
+                return Execution(
+                    code=code,
+                    status="interrupted",
+                    outputs=(),
+                    execution_count=None,
+                    duration=0.0,
+                    note=note,
+                )
+            self._running = True
             return await self._execute(code, timeout or self.config.step_timeout)
+        finally:
+            self._running = False
+            self._lock.release()
 
     async def interrupt(self) -> None:
-        """Interrupt the running step, which then ends with status ``interrupted``."""
-        if self._interrupted is not None and self._lock.locked():
+        """Interrupt the running step, which then ends with status ``interrupted``.
+
+        A step still waiting for the kernel to start is interrupted before it runs.
+        """
+        if self._running and self._interrupted is not None:
             self._interrupted.set()
             await self._backend.interrupt()
+        elif self._queued:
+            self._interrupt_queued = True
 
     async def _execute(self, code: str, timeout: float) -> Execution:
         backend = self._backend

@@ -20,6 +20,7 @@ from agentnb.approval import ApprovalRequest, CallbackApprover, Decision
 from agentnb.chat import Guards
 from agentnb.errors import ConfigError
 from agentnb.events import ExecutionFinished, RunStarted
+from agentnb.models.scripted import ScriptedModel
 from agentnb.notebook import build_notebook, notebook_from_transcript, save_notebook
 
 from .conftest import ChatRunner, Run, step
@@ -318,3 +319,24 @@ async def test_the_saved_notebook_runs_again_in_a_fresh_kernel(
     assert code_cells(again)[1].outputs[0].text == "3 rows\n"
     assert output_kinds(code_cells(again)[2])[-1][0] == "display_data"
     assert "image/png" in output_kinds(code_cells(again)[2])[-1]
+
+
+async def test_out_writes_the_notebook_and_a_bad_path_fails_before_any_call(
+    chat: ChatRunner, tmp_path: Path
+) -> None:
+    target = tmp_path / "analysis.ipynb"
+    run = await chat(
+        {"analyst": [step("print('out test')"), "Printed."], "critic": ["APPROVE"] * 2},
+        out=target,
+    )
+    assert run.result.notebook == target
+    saved = nbformat.read(target, as_version=4)
+    assert any("print('out test')" in c.source for c in saved.cells if c.cell_type == "code")
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    model = ScriptedModel({"analyst": ["never asked"]})
+    for bad in (tmp_path / "notes.txt", blocker / "x.ipynb"):
+        with pytest.raises(ConfigError, match="--out"):
+            await chat(model=model, out=bad)
+    assert model.prompts == []

@@ -212,3 +212,18 @@ async def test_a_kernel_python_can_be_chosen(make_kernel: Callable[..., ManagedK
     result = await kernel.execute("import sys\nsys.executable")
     assert result.outputs[0]["data"]["text/plain"] == repr(sys.executable)
     assert isinstance(KernelConfig().preload, tuple)
+
+
+async def test_an_interrupt_while_the_kernel_starts_stops_the_step_before_it_runs(
+    make_kernel: Callable[..., ManagedKernel],
+) -> None:
+    fresh = make_kernel()
+    step = asyncio.ensure_future(fresh.execute("import time; time.sleep(30)"))
+    await asyncio.sleep(0.05)  # the kernel is still starting
+    assert not fresh.is_started
+    await fresh.interrupt()
+    result = await asyncio.wait_for(step, 30)
+    assert result.status == "interrupted"
+    assert "before it started" in result.note
+    # the kernel works afterwards
+    assert (await fresh.execute("print('next')")).stdout == "next\n"

@@ -114,3 +114,21 @@ async def test_a_model_that_ignores_the_protocol_is_corrected_then_stopped(
     assert reason.kind == "protocol"
     correction = srv.requests[2]["messages"][-1]["content"]
     assert "APPROVE or REVISE" in correction
+
+
+async def test_cost_per_agent_from_the_price_table(
+    server: Callable[..., ScriptedServer],
+    make_model: Callable[..., OpenAIModel],
+    shared_kernel: ManagedKernel,
+    tmp_path: Path,
+) -> None:
+    srv = server(
+        Reply("It is 6.", usage=(1_000_000, 0)),
+        Reply("APPROVE", usage=(0, 1_000_000)),
+        models=("gpt-4o-mini-2024-07-18",),
+    )
+    model = make_model(srv, model="gpt-4o-mini-2024-07-18")
+    _, result = await run_with(model, shared_kernel, tmp_path)
+    assert result.ok
+    assert result.costs == {"analyst": 0.15, "critic": 0.60}
+    assert result.cost == 0.75

@@ -1,0 +1,260 @@
+"""``agentnb``: the command line.
+
+``agentnb run TASK [flags]`` runs one analysis in a managed kernel, showing its
+progress on stderr and printing the approved final report on stdout, so that
+``agentnb run ... > report.md`` keeps just the answer. The flags have the names
+of the notebook magic's.
+
+Exit status: 0 when the final report was approved, 1 when the run ended without
+an approved answer (the stop reason says why), 2 for usage and configuration
+errors, 130 when stopped with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.rule import Rule
+from rich.text import Text
+
+from .errors import AgentnbError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_NO_ANSWER = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``agentnb: error: ...``), raised, not exited."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="agentnb",
+        description="Multi-agent data analysis in a managed Jupyter kernel.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"agentnb {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    run = commands.add_parser(
+        "run",
+        help="run an analysis: an analyst proposes steps, a critic reviews them",
+        description=(
+            "Run an analysis. Progress goes to stderr; the approved final report to stdout. "
+            "Exit status: 0 approved answer, 1 no approved answer, 2 usage or configuration "
+            "error, 130 stopped with Ctrl-C."
+        ),
+    )
+    run.add_argument("task", metavar="TASK", help="what to find out, in words (quote it)")
+    run.add_argument(
+        "--data",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="a data file loaded as a DataFrame named after it (repeatable; or FILE,FILE)",
+    )
+    run.add_argument(
+        "--model",
+        metavar="NAME",
+        help="the model of every agent: a name for the OpenAI-compatible endpoint, "
+        "scripted:PATH or replay:TRANSCRIPT (default: $AGENTNB_MODEL)",
+    )
+    run.add_argument("--analyst-model", metavar="NAME", help="the analyst's model")
+    run.add_argument("--critic-model", metavar="NAME", help="the critic's model")
+    run.add_argument(
+        "--approve",
+        choices=("each", "final", "never"),
+        help="ask before each step and the final report (each), only the final report "
+        "(final), or never; default: each on an interactive terminal, else never",
+    )
+    run.add_argument(
+        "--max-turns",
+        metavar="N",
+        type=_positive_int,
+        default=30,
+        help="stop after N agent replies and executions (default: 30)",
+    )
+    run.add_argument(
+        "--step-timeout",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=120.0,
+        help="interrupt a step that runs longer (default: 120)",
+    )
+    run.add_argument(
+        "--budget-tokens",
+        metavar="N",
+        type=_positive_int,
+        help="stop before the agents use more than N tokens",
+    )
+    run.add_argument(
+        "--time-limit", metavar="SECONDS", type=_positive_float, help="stop after this long"
+    )
+    run.add_argument(
+        "--vision", action="store_true", help="send plots to models that accept images"
+    )
+    run.add_argument(
+        "--cache",
+        metavar="DIR",
+        nargs="?",
+        const=True,
+        default=None,
+        help="reuse model replies from the on-disk response cache (optionally in DIR; "
+        "give TASK before this flag)",
+    )
+    run.add_argument(
+        "--out",
+        metavar="PATH.ipynb",
+        help="save the analysis as a notebook that re-runs from top to bottom",
+    )
+    run.add_argument(
+        "--transcript",
+        metavar="PATH",
+        help="write the JSONL transcript here (default: .agentnb/runs/)",
+    )
+    run.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
+    )
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="show only the final report and the usage table",
+    )
+    return parser
+
+
+def _interactive() -> bool:
+    """Both stdin and stdout are terminals: someone is there to approve."""
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # closed or replaced streams
+        return False
+
+
+def _data_files(values: Sequence[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _print_report(out: Console, report: str) -> None:
+    if out.is_terminal:
+        out.print(Rule("final report", style="green"))
+        out.print(Markdown(report))
+    else:  # a file or a pipe: the report's own text, unwrapped
+        out.out(report.rstrip("\n"), highlight=False)
+
+
+def _run(
+    args: argparse.Namespace,
+    out: Console,
+    err: Console,
+    input_fn: Callable[[str], str] | None,
+) -> int:
+    from .run import run
+    from .terminal import TerminalApprover, TerminalView
+
+    approve = args.approve or ("each" if _interactive() else "never")
+    view = TerminalView(err, quiet=args.quiet)
+    options: dict[str, Any] = {
+        "data": _data_files(args.data) or None,
+        "model": args.model,
+        "analyst_model": args.analyst_model,
+        "critic_model": args.critic_model,
+        "approve": approve,
+        "max_turns": args.max_turns,
+        "step_timeout": args.step_timeout,
+        "budget_tokens": args.budget_tokens,
+        "time_limit": args.time_limit,
+        "vision": args.vision,
+        "cache": args.cache,
+        "transcript": args.transcript,
+        "out": args.out,
+        "base_url": args.base_url,
+        "on_event": view,
+    }
+    if approve != "never":
+        options["approver"] = TerminalApprover(err, input_fn=input_fn)
+    try:
+        result = run(args.task, **options)
+    except KeyboardInterrupt:
+        view.close()
+        if view.finished is None:
+            err.print(Text("\n✘ stopped (Ctrl-C): the run was cancelled", style="bold red"))
+        return EXIT_INTERRUPTED
+    finally:
+        view.close()
+    if not args.quiet and result.transcript_path is not None:
+        err.print(Text(f"transcript: {result.transcript_path}", style="dim"))
+    if result.notebook is not None:
+        err.print(Text(f"notebook: {result.notebook}", style="bold"))
+    if result.final_report is not None and result.ok:
+        _print_report(out, result.final_report)
+    return EXIT_OK if result.ok else EXIT_NO_ANSWER
+
+
+def main(argv: Sequence[str] | None = None, *, input_fn: Callable[[str], str] | None = None) -> int:
+    """Run the ``agentnb`` command; return its exit status.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+        input_fn: reads one line of the user's answers at approval prompts
+            (default: ``input``); for tests and embedding.
+    """
+    err = Console(stderr=True)
+    out = Console()
+    try:
+        args = _parser().parse_args(list(argv) if argv is not None else None)
+    except _UsageError as exc:
+        err.print(f"agentnb: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    commands = {"run": _run}
+    try:
+        return commands[args.command](args, out, err, input_fn)
+    except AgentnbError as exc:
+        message = " ".join(str(exc).split("\n"))
+        err.print(f"agentnb: error: {message}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # before the run began, or while it was shut down
+        err.print(Text("✘ stopped (Ctrl-C)", style="bold red"))
+        return EXIT_INTERRUPTED

@@ -1,0 +1,619 @@
+"""The terminal front end of ``agentnb run``: live progress and approval prompts.
+
+:class:`TerminalView` is an observer: it renders each event of a run on a
+:class:`rich.console.Console` (stderr by default, so that stdout carries only the
+final report). On a real terminal a spinner line shows the agent thinking and the
+tokens streamed so far; elsewhere (a pipe, a log file) whole replies are printed
+once they are complete, never token by token.
+
+:class:`TerminalApprover` is an :class:`~agentnb.approval.Approver`: it shows the
+step (or final report) to decide on and asks ``[a]pprove / [e]dit / [r]eject /
+[s]top``. Lines are read in a thread, so the run's event loop never blocks on the
+keyboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console, Group
+from rich.padding import Padding
+from rich.panel import Panel
+from rich.status import Status
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from .approval import ApprovalRequest, Decision
+from .events import (
+    AgentThinking,
+    ApprovalDecided,
+    DataReady,
+    Event,
+    ExecutionFinished,
+    ExecutionStarted,
+    MessagePosted,
+    ModelCalled,
+    Notice,
+    RunFinished,
+    RunStarted,
+    TokenDelta,
+)
+from .messages import Execution, Feedback, FinalReport, Proposal, Review
+from .models.base import Usage
+from .outputs import render_for_model, truncate_middle
+
+__all__ = ["TerminalApprover", "TerminalView"]
+
+T = TypeVar("T")
+
+_AGENT_COLOURS = {
+    "analyst": "cyan",
+    "critic": "magenta",
+    "selector": "bright_black",
+    "user": "yellow",
+    "agentnb": "yellow",
+    "executor": "blue",
+}
+_PALETTE = ("green", "bright_blue", "bright_magenta", "bright_cyan", "orange3", "purple")
+
+_STATUS_STYLES = {
+    "ok": "green",
+    "error": "red",
+    "timeout": "red",
+    "died": "red",
+    "interrupted": "yellow",
+}
+
+_NOTICE_STYLES = {"info": "blue", "warning": "yellow", "error": "bold red"}
+
+
+def _colour(agent: str) -> str:
+    if agent in _AGENT_COLOURS:
+        return _AGENT_COLOURS[agent]
+    return _PALETTE[sum(map(ord, agent)) % len(_PALETTE)]
+
+
+def _code(code: str) -> Syntax:
+    return Syntax(
+        code.rstrip("\n") or "# (no code)",
+        "python",
+        theme="monokai",
+        background_color="default",
+        word_wrap=True,
+    )
+
+
+def _indent(renderable: Any) -> Any:
+    """Indented by two spaces (plain text gets no trailing padding)."""
+    if isinstance(renderable, Text):
+        lines = renderable.split("\n", allow_blank=True)
+        return Text("\n").join(Text("  ") + line for line in lines)
+    return Padding(renderable, (0, 0, 0, 2), expand=False)
+
+
+def _png_size(b64: str) -> tuple[int, int] | None:
+    try:
+        head = base64.b64decode(b64[:44])
+    except (binascii.Error, ValueError):
+        return None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def _image_note(data: Mapping[str, Any]) -> str | None:
+    """``[plot: 640×480 PNG]`` for an output that holds an image, else None."""
+    for mime, value in data.items():
+        if not mime.startswith("image/"):
+            continue
+        kind = mime.split("/", 1)[1].split("+", 1)[0].upper()
+        size = _png_size(value) if mime == "image/png" and isinstance(value, str) else None
+        return f"[plot: {size[0]}×{size[1]} {kind}]" if size else f"[plot: {kind}]"
+    return None
+
+
+def _output_texts(execution: Execution, limit: int) -> list[Text]:
+    """Each output of a step as terminal text: streams, values (DataFrames as their
+    text/plain), a one-line note per image, compacted tracebacks."""
+    texts: list[Text] = []
+    for out in execution.outputs:
+        kind = out.get("output_type")
+        if kind == "stream":
+            body = truncate_middle(str(out.get("text", "")).rstrip("\n"), limit)
+            style = "" if out.get("name") == "stdout" else "red"
+            texts.append(Text(body, style=style))
+        elif kind in ("execute_result", "display_data"):
+            data = out.get("data", {})
+            note = _image_note(data) if isinstance(data, Mapping) else None
+            if note is not None:
+                texts.append(Text(note, style="italic blue"))
+            elif isinstance(data, Mapping) and "text/plain" in data:
+                texts.append(Text(truncate_middle(str(data["text/plain"]).rstrip("\n"), limit)))
+            else:
+                texts.append(Text(render_for_model([out], limit)))
+        elif kind == "error":
+            texts.append(Text(render_for_model([out], limit), style="red"))
+    return [t for t in texts if t.plain.strip()]
+
+
+def _count(value: int, estimated: bool) -> str:
+    return f"~{value:,}" if estimated else f"{value:,}"
+
+
+def _money(cost: float | None) -> str:
+    return "—" if cost is None else f"${cost:.4f}"
+
+
+class TerminalView:
+    """Renders the events of a run on a console, as they happen.
+
+    Args:
+        console: where to write (default: a console on stderr).
+        quiet: show only the stop reason and the usage table at the end.
+        output_limit: characters of each step output shown (the middle is cut).
+    """
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        quiet: bool = False,
+        output_limit: int = 3_000,
+    ) -> None:
+        self.console = console or Console(stderr=True)
+        self.quiet = quiet
+        self.output_limit = output_limit
+        self.live = self.console.is_terminal and not self.console.is_dumb_terminal
+        self.finished: RunFinished | None = None
+        self._status: Status | None = None
+        self._streamed: dict[str, tuple[int, str]] = {}
+        """Per agent: characters streamed so far, and the last of them."""
+        self._phase: dict[str, AgentThinking] = {}
+        self._costs: dict[str, float | None] = {}
+        self._proposed: dict[int, str] = {}
+
+    # --- the observer ----------------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TokenDelta):
+            self._on_delta(event)
+            return
+        self._stop_status()
+        if isinstance(event, ModelCalled):
+            known = self._costs.get(event.agent, 0.0)
+            self._costs[event.agent] = (
+                None if known is None or event.cost is None else known + event.cost
+            )
+        if isinstance(event, RunFinished):
+            self.finished = event
+            self._finished(event)
+            return
+        if self.quiet:
+            return
+        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        if handler is not None:
+            handler(event)
+
+    def close(self) -> None:
+        """Stop the spinner, if one is running (after an interrupted run)."""
+        self._stop_status()
+
+    # --- progress --------------------------------------------------------------------
+
+    def _start_status(self, text: Text) -> None:
+        if not self.live or self.quiet:
+            return
+        if self._status is None:
+            self._status = Status(text, console=self.console, spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def _stop_status(self) -> None:
+        status, self._status = self._status, None
+        if status is not None:
+            status.stop()
+
+    def _on_delta(self, event: TokenDelta) -> None:
+        if not self.live or self.quiet:
+            return  # whole replies are shown when they are complete
+        size, tail = self._streamed.get(event.agent, (0, ""))
+        size, tail = size + len(event.text), (tail + event.text)[-200:]
+        self._streamed[event.agent] = (size, tail)
+        line = Text.assemble(
+            (event.agent, f"bold {_colour(event.agent)}"),
+            (f" thinking… ~{(size + 3) // 4:,} tokens ", "dim"),  # as estimate_tokens
+        )
+        room = max(self.console.width - line.cell_len - 4, 0)  # one line, spinner included
+        line.append(" ".join(tail.split())[-room:] if room else "", style="italic")
+        line.no_wrap = True
+        line.overflow = "crop"
+        self._start_status(line)
+
+    # --- handlers, by event type -----------------------------------------------------
+
+    def _on_RunStarted(self, event: RunStarted) -> None:
+        lines = Text()
+        lines.append("task  ", style="bold")
+        lines.append(event.task.strip())
+        models = ", ".join(f"{agent}={model}" for agent, model in event.models.items())
+        lines.append("\nmodels  ", style="bold")
+        lines.append(models)
+        lines.append("\napprove  ", style="bold")
+        lines.append(event.approve)
+        if event.data:
+            lines.append("\ndata  ", style="bold")
+            lines.append(", ".join(event.data))
+        self.console.print(Panel(lines, title="agentnb", title_align="left", border_style="blue"))
+
+    def _on_DataReady(self, event: DataReady) -> None:
+        self.console.print(Text(f"data ready: {', '.join(event.names)}", style="bold blue"))
+        lines = event.summary.strip().splitlines()
+        shown = "\n".join(lines[:20]) + (f"\n… ({len(lines) - 20} more lines)" * (len(lines) > 20))
+        if shown:
+            self.console.print(_indent(Text(shown, style="dim")))
+
+    def _on_AgentThinking(self, event: AgentThinking) -> None:
+        self._streamed[event.agent] = (0, "")
+        self._phase[event.agent] = event
+        self._start_status(
+            Text.assemble((event.agent, f"bold {_colour(event.agent)}"), (" thinking…", "dim"))
+        )
+
+    def _on_ModelCalled(self, event: ModelCalled) -> None:
+        thinking = self._phase.get(event.agent)
+        doing = {
+            "propose": "",
+            "review_step": f" reviews step {thinking.step}" if thinking else "",
+            "review_final": " reviews the final report",
+            "select": " chooses who speaks",
+            "setup": "",
+        }[thinking.phase if thinking else "propose"]
+        usage = event.usage
+        facts = [
+            event.model,
+            f"{_count(usage.prompt_tokens, usage.estimated)} → "
+            f"{_count(usage.completion_tokens, usage.estimated)} tokens",
+            f"{event.duration:.1f} s",
+        ]
+        if event.cached:
+            facts.append("cached")
+        self.console.print()
+        self.console.print(
+            Text.assemble(
+                ("● ", _colour(event.agent)),
+                (event.agent, f"bold {_colour(event.agent)}"),
+                (doing, _colour(event.agent)),
+                ("  " + " · ".join(facts), "dim"),
+            )
+        )
+
+    def _on_MessagePosted(self, event: MessagePosted) -> None:
+        message = event.message
+        if isinstance(message, Proposal):
+            self._proposed[message.step] = message.code
+            head = Text(f"proposes step {message.step}", style="bold")
+            self.console.print(_indent(head))
+            if message.rationale.strip():
+                self.console.print(_indent(Text(message.rationale.strip())))
+            self.console.print(_indent(_code(message.code)))
+        elif isinstance(message, Review):
+            what = f"step {message.step}" if message.step is not None else "the final report"
+            style = "bold green" if message.verdict == "approve" else "bold yellow"
+            line = Text.assemble((message.verdict.upper(), style), (f" {what}", "dim"))
+            if message.text.strip():
+                line.append(": ")
+                line.append(message.text.strip())
+            self.console.print(_indent(line))
+        elif isinstance(message, FinalReport):
+            self.console.print(_indent(Text("final report", style="bold")))
+            self.console.print(
+                _indent(Panel(Text(message.text.strip()), border_style="green", expand=False))
+            )
+        elif isinstance(message, Feedback):
+            where = f" on step {message.step}" if message.step else ""
+            self.console.print(
+                Text.assemble(
+                    ("● ", _colour(message.sender)),
+                    (message.sender, f"bold {_colour(message.sender)}"),
+                    (f" feedback{where}: ", _colour(message.sender)),
+                    message.text.strip(),
+                )
+            )
+
+    def _on_ApprovalDecided(self, event: ApprovalDecided) -> None:
+        what = f"step {event.request.step}" if event.request.kind == "step" else "the final report"
+        action = event.decision.action
+        words = {
+            "approve": f"approved {what}",
+            "edit": f"edited {what}",
+            "reject": f"rejected {what}",
+            "stop": f"stopped the run at {what}",
+        }[action]
+        style = {"approve": "green", "edit": "cyan", "reject": "yellow", "stop": "red"}[action]
+        line = Text.assemble(("● ", style), ("you ", "bold"), (words, style))
+        if action == "reject" and event.decision.feedback.strip():
+            line.append(f": {event.decision.feedback.strip()}")
+        self.console.print(line)
+
+    def _on_ExecutionStarted(self, event: ExecutionStarted) -> None:
+        if event.step == 0:
+            label = "loading the data…"
+        else:
+            label = f"running step {event.step}…"
+            proposed = self._proposed.get(event.step)
+            if proposed is not None and proposed != event.code:
+                self.console.print(Text(f"step {event.step} as edited:", style="bold cyan"))
+                self.console.print(_indent(_code(event.code)))
+        if self.live:
+            self._start_status(Text(label, style="blue"))
+        else:
+            self.console.print(Text(label, style="blue"))
+
+    def _on_ExecutionFinished(self, event: ExecutionFinished) -> None:
+        execution = event.execution
+        what = "data" if event.step == 0 else f"step {event.step}"
+        style = _STATUS_STYLES.get(execution.status, "red")
+        head = Text.assemble(
+            ("▶ ", style),
+            (what, "bold"),
+            (f" {execution.status}", f"bold {style}"),
+            (f"  {execution.duration:.1f} s", "dim"),
+        )
+        if execution.restarted:
+            head.append("  (the kernel was restarted)", style="yellow")
+        self.console.print(head)
+        if execution.note:
+            self.console.print(_indent(Text(execution.note, style="yellow")))
+        if event.step == 0 and execution.ok:
+            return
+        for text in _output_texts(execution, self.output_limit):
+            self.console.print(_indent(text))
+
+    def _on_Notice(self, event: Notice) -> None:
+        mark = {"info": "ℹ", "warning": "⚠", "error": "✘"}[event.level]
+        style = _NOTICE_STYLES[event.level]
+        self.console.print(Text(f"{mark} {event.text}", style=style))
+
+    # --- the end ---------------------------------------------------------------------
+
+    def _finished(self, event: RunFinished) -> None:
+        reason = event.reason
+        self.console.print()
+        if reason.ok:
+            self.console.print(Text(f"✔ {reason.message}", style="bold green"))
+        else:
+            line = Text.assemble(("✘ stopped ", "bold red"), (f"({reason.kind})", "red"))
+            line.append(f": {reason.message}")
+            self.console.print(line)
+        if event.usage:
+            self.console.print(self.usage_table(event.usage, event.cost))
+
+    def usage_table(self, usage: Mapping[str, Usage], total_cost: float | None) -> Table:
+        """Calls, tokens and dollars per agent, and a total row."""
+        table = Table(title="usage", title_justify="left", show_footer=True)
+        total = Usage()
+        for agent in usage:
+            total = total + usage[agent]
+        columns = (
+            ("agent", "total", "left"),
+            ("calls", self._calls(total), "right"),
+            ("prompt tokens", _count(total.prompt_tokens, total.estimated), "right"),
+            ("completion tokens", _count(total.completion_tokens, total.estimated), "right"),
+            ("cost", _money(total_cost), "right"),
+        )
+        for header, footer, justify in columns:
+            table.add_column(header, footer=footer, justify=justify)  # type: ignore[arg-type]
+        for agent, used in usage.items():
+            table.add_row(
+                Text(agent, style=_colour(agent)),
+                self._calls(used),
+                _count(used.prompt_tokens, used.estimated),
+                _count(used.completion_tokens, used.estimated),
+                _money(self._costs.get(agent)),
+            )
+        return table
+
+    @staticmethod
+    def _calls(usage: Usage) -> str:
+        return f"{usage.calls} ({usage.cached} cached)" if usage.cached else str(usage.calls)
+
+
+# --- approvals -------------------------------------------------------------------------
+
+
+def _read_line(prompt: str) -> str:
+    """``input`` with the prompt on stderr, so that stdout carries only the report."""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    return input()
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking call in a daemon thread without blocking the event loop.
+
+    Not ``asyncio.to_thread``: the executor's threads are joined when the
+    interpreter exits, so a prompt left waiting for a line (the run was stopped
+    by Ctrl-C) would keep ``agentnb`` from exiting until Enter was pressed.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=work, name="agentnb-input", daemon=True).start()
+    return await future
+
+
+class _EndOfInput(Exception):
+    pass
+
+
+class TerminalApprover:
+    """Asks the user at the terminal to approve, edit, reject or stop.
+
+    Args:
+        console: where requests are shown (default: a console on stderr).
+        input_fn: reads one line, given a prompt (default: ``input`` with the
+            prompt on stderr). Raises EOFError at the end of the input.
+        editor: the command that edits a file (default ``$VISUAL``, then
+            ``$EDITOR``); without one, replacement text is read from the prompt.
+    """
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        input_fn: Callable[[str], str] | None = None,
+        editor: str | None = None,
+    ) -> None:
+        self.console = console or Console(stderr=True)
+        self.input_fn = input_fn or _read_line
+        self.editor = editor
+
+    async def decide(self, request: ApprovalRequest) -> Decision:
+        self._show(request)
+        try:
+            return await self._ask(request)
+        except _EndOfInput:
+            self.console.print(
+                Text("no more input (end of file): stopping the run", style="bold red")
+            )
+            return Decision.stop()
+
+    async def _line(self, prompt: str) -> str:
+        try:
+            return await _in_thread(self.input_fn, prompt)
+        except EOFError:
+            raise _EndOfInput from None
+
+    async def _ask(self, request: ApprovalRequest) -> Decision:
+        what = f"step {request.step}" if request.kind == "step" else "the final report"
+        prompt = f"{what}: [a]pprove / [e]dit / [r]eject / [s]top > "
+        while True:
+            answer = (await self._line(prompt)).strip().lower()
+            if answer in ("a", "approve", "y", "yes"):
+                return Decision.approve()
+            if answer in ("s", "stop", "q", "quit"):
+                return Decision.stop()
+            if answer in ("r", "reject", "n", "no"):
+                feedback = await self._line("feedback for the analyst (one line) > ")
+                return Decision.reject(feedback.strip())
+            if answer in ("e", "edit"):
+                edited = await self._edit(request)
+                if edited is not None:
+                    return Decision.edit(edited)
+                continue
+            self.console.print(
+                Text("answer a (approve), e (edit), r (reject) or s (stop)", style="yellow")
+            )
+
+    async def _edit(self, request: ApprovalRequest) -> str | None:
+        """The replacement code (or report), or None when nothing changed."""
+        original = request.code if request.kind == "step" else request.text
+        editor = self.editor or os.environ.get("VISUAL") or os.environ.get("EDITOR")
+        if editor:
+            edited = await self._edit_in(editor, original, request.kind)
+        else:
+            edited = await self._edit_at_prompt(request.kind)
+        if edited is None:
+            return None
+        if not edited.strip():
+            self.console.print(Text("nothing was entered; asking again", style="yellow"))
+            return None
+        if edited.strip() == original.strip():
+            self.console.print(Text("nothing was changed; asking again", style="yellow"))
+            return None
+        if request.kind == "step":
+            self.console.print(Text("your version:", style="bold cyan"))
+            self.console.print(_indent(_code(edited)))
+        return edited
+
+    async def _edit_in(self, editor: str, original: str, kind: str) -> str | None:
+        suffix = ".py" if kind == "step" else ".md"
+        handle, name = tempfile.mkstemp(prefix="agentnb-edit-", suffix=suffix)
+        path = Path(name)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(original if original.endswith("\n") else original + "\n")
+            try:
+                done = await asyncio.to_thread(
+                    subprocess.run, [*shlex.split(editor), str(path)], check=False
+                )
+            except OSError as exc:
+                self.console.print(
+                    Text(f"could not run the editor {editor!r}: {exc}; asking again", "red")
+                )
+                return None
+            if done.returncode != 0:
+                self.console.print(
+                    Text(
+                        f"the editor {editor!r} exited with status {done.returncode}; "
+                        "the edit was dropped",
+                        style="yellow",
+                    )
+                )
+                return None
+            return path.read_text("utf-8")
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def _edit_at_prompt(self, kind: str) -> str | None:
+        what = "code" if kind == "step" else "report"
+        self.console.print(
+            Text(
+                f"enter the new {what}; end with a line containing only a dot (.)",
+                style="cyan",
+            )
+        )
+        lines: list[str] = []
+        while True:
+            line = await self._line("… ")
+            if line.strip() == ".":
+                return "\n".join(lines)
+            lines.append(line)
+
+    def _show(self, request: ApprovalRequest) -> None:
+        body: list[Any] = []
+        if request.kind == "step":
+            title = f"approve step {request.step}?"
+            if request.text.strip():
+                body.append(Text(request.text.strip()))
+            body.append(_code(request.code))
+        else:
+            title = "accept the final report?"
+            body.append(Text(request.text.strip()))
+        for review in request.reviews:
+            body.append(Text(review, style="magenta"))
+        self.console.print(
+            Panel(Group(*body), title=title, title_align="left", border_style="yellow")
+        )
