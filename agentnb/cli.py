@@ -3,7 +3,9 @@
 ``agentnb run TASK [flags]`` runs one analysis in a managed kernel, showing its
 progress on stderr and printing the approved final report on stdout, so that
 ``agentnb run ... > report.md`` keeps just the answer. The flags have the names
-of the notebook magic's.
+of the notebook magic's. ``agentnb demo`` runs a shipped analysis offline with
+scripted replies; ``agentnb replay TRANSCRIPT --out PATH`` rebuilds the analysis
+notebook of a past run without calling any model.
 
 Exit status: 0 when the final report was approved, 1 when the run ended without
 an approved answer (the stop reason says why), 2 for usage and configuration
@@ -160,6 +162,37 @@ def _parser() -> _Parser:
         action="store_true",
         help="show only the final report and the usage table",
     )
+
+    demo = commands.add_parser(
+        "demo",
+        help="an analysis end to end, offline, with scripted replies",
+        description=(
+            "Analyse the sales data shipped with agentnb: scripted analyst and critic replies, "
+            "a real managed kernel, real plots. Writes the analysis notebook into the current "
+            "folder."
+        ),
+    )
+    demo.add_argument(
+        "--out",
+        metavar="PATH.ipynb",
+        default="agentnb-demo.ipynb",
+        help="where to save the analysis notebook (default: agentnb-demo.ipynb)",
+    )
+    demo.add_argument(
+        "--approve",
+        choices=("each", "final", "never"),
+        default="never",
+        help="approve the steps yourself (default: never, the demo runs on its own)",
+    )
+    demo.add_argument("-q", "--quiet", action="store_true", help="less output")
+
+    replay = commands.add_parser(
+        "replay",
+        help="rebuild the analysis notebook of a past run from its transcript",
+        description="Rebuild the analysis notebook from a transcript; no model is called.",
+    )
+    replay.add_argument("transcript", metavar="TRANSCRIPT", help="a run's .jsonl transcript")
+    replay.add_argument("--out", metavar="PATH.ipynb", required=True, help="the notebook to write")
     return parser
 
 
@@ -231,6 +264,74 @@ def _run(
     return EXIT_OK if result.ok else EXIT_NO_ANSWER
 
 
+DEMO_TASK = "Which region grew fastest in 2024? Plot monthly revenue per region."
+
+_REAL_MODEL_HINT = (
+    "The replies above were scripted ({script}). To run your own analysis with a real model:\n"
+    '  agentnb run "your question" --data your.csv --model gpt-4o-mini   '
+    "(with OPENAI_API_KEY set)\n"
+    '  OPENAI_BASE_URL=http://localhost:11434/v1 agentnb run "..." --data your.csv '
+    "--model llama3.1   (Ollama, vLLM, LM Studio, llama.cpp)"
+)
+
+
+def _demo(
+    args: argparse.Namespace,
+    out: Console,
+    err: Console,
+    input_fn: Callable[[str], str] | None,
+) -> int:
+    from importlib import resources
+
+    from .models.scripted import ScriptedModel
+
+    folder = resources.files("agentnb") / "demo"
+    script = str(folder / "replies.yaml")
+    err.print(
+        Text(
+            "agentnb demo: the analyst's and the critic's replies are scripted; the code, "
+            "the kernel and the plots are real.",
+            style="bold",
+        )
+    )
+    # paced like a model on a terminal; at full speed for pipes and tests
+    model = ScriptedModel(script, chunk_delay=0.004 if err.is_terminal else 0.0)
+    run_args = argparse.Namespace(
+        task=DEMO_TASK,
+        data=[str(folder / "sales.csv")],
+        model=model,
+        analyst_model=None,
+        critic_model=None,
+        approve=args.approve,
+        max_turns=30,
+        step_timeout=120.0,
+        budget_tokens=None,
+        time_limit=None,
+        vision=False,
+        cache=None,
+        transcript=None,
+        out=args.out,
+        base_url=None,
+        quiet=args.quiet,
+    )
+    status = _run(run_args, out, err, input_fn)
+    err.print(Text(_REAL_MODEL_HINT.format(script=script), style="dim"))
+    return status
+
+
+def _replay(
+    args: argparse.Namespace,
+    out: Console,
+    err: Console,
+    input_fn: Callable[[str], str] | None,
+) -> int:
+    from .notebook import notebook_from_transcript, save_notebook
+
+    path = save_notebook(notebook_from_transcript(args.transcript), args.out).absolute()
+    out.print(str(path), markup=False, highlight=False)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None, *, input_fn: Callable[[str], str] | None = None) -> int:
     """Run the ``agentnb`` command; return its exit status.
 
@@ -248,7 +349,7 @@ def main(argv: Sequence[str] | None = None, *, input_fn: Callable[[str], str] | 
         return EXIT_USAGE
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
-    commands = {"run": _run}
+    commands = {"run": _run, "demo": _demo, "replay": _replay}
     try:
         return commands[args.command](args, out, err, input_fn)
     except AgentnbError as exc:

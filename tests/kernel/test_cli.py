@@ -398,3 +398,36 @@ def test_step_outputs_are_shown_as_text_and_plot_notes() -> None:
     assert "KeyError: 'b'" in shown
     assert "\x1b" not in shown
     assert re.search(r"user feedback on step 3: no plots", shown)
+
+
+def test_the_demo_runs_offline_and_writes_its_notebook(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["demo"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "scripted" in err  # it says the replies are not a model's
+    assert "OPENAI_API_KEY" in err  # and how to use a real one
+    assert "South grew fastest" in out
+    notebook = workdir / "agentnb-demo.ipynb"
+    assert f"notebook: {notebook}" in err
+    saved = nbformat.read(notebook, as_version=4)
+    nbformat.validate(saved)
+    outputs = [o for c in saved.cells if c.cell_type == "code" for o in c.outputs]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # a real plot
+    # the numbers of the scripted report are the ones the real steps printed
+    assert any("38651.0" in o.get("data", {}).get("text/plain", "") for o in outputs)
+
+
+def test_replay_rebuilds_the_notebook_without_a_model(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = script(workdir, [TOTAL, REPORT], ["APPROVE", "APPROVE"])
+    assert cli([TASK, "--data", "sales.csv", "--model", model, "--transcript", "t.jsonl"]) == 0
+    capsys.readouterr()
+    assert main(["replay", "t.jsonl", "--out", "again.ipynb"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.strip() == str((workdir / "again.ipynb").absolute())
+    again = nbformat.read(workdir / "again.ipynb", as_version=4)
+    assert any('sales["amount"].sum()' in c.source for c in again.cells)
+    assert main(["replay", "missing.jsonl", "--out", "x.ipynb"]) == 2
