@@ -24,6 +24,7 @@ __all__ = [
     "Output",
     "OutputCollector",
     "OutputLimits",
+    "png_size",
     "render_for_model",
     "strip_ansi",
     "truncate_middle",
@@ -319,12 +320,13 @@ def _bundle_text(data: Mapping[str, Any]) -> str:
 
 def _describe_image(mime: str, b64: Any) -> str:
     size = len(b64) * 3 // 4 if isinstance(b64, str) else 0
-    dims = _png_size(b64) if mime == "image/png" and isinstance(b64, str) else None
+    dims = png_size(b64) if mime == "image/png" and isinstance(b64, str) else None
     shape = f" {dims[0]}×{dims[1]} px," if dims else ""
     return f"[{mime}{shape} {_human_bytes(size)}; shown to the user]"
 
 
-def _png_size(b64: str) -> tuple[int, int] | None:
+def png_size(b64: str) -> tuple[int, int] | None:
+    """Width and height of a base64 PNG, from its header; None if it is not one."""
     try:
         head = base64.b64decode(b64[:44])
     except (binascii.Error, ValueError):

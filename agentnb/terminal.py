@@ -15,8 +15,6 @@ keyboard.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import os
 import shlex
@@ -53,7 +51,7 @@ from .events import (
 )
 from .messages import Execution, Feedback, FinalReport, Proposal, Review
 from .models.base import Usage
-from .outputs import render_for_model, truncate_middle
+from .outputs import png_size, render_for_model, truncate_middle
 
 __all__ = ["TerminalApprover", "TerminalView"]
 
@@ -104,23 +102,13 @@ def _indent(renderable: Any) -> Any:
     return Padding(renderable, (0, 0, 0, 2), expand=False)
 
 
-def _png_size(b64: str) -> tuple[int, int] | None:
-    try:
-        head = base64.b64decode(b64[:44])
-    except (binascii.Error, ValueError):
-        return None
-    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
-        return None
-    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-
-
 def _image_note(data: Mapping[str, Any]) -> str | None:
     """``[plot: 640×480 PNG]`` for an output that holds an image, else None."""
     for mime, value in data.items():
         if not mime.startswith("image/"):
             continue
         kind = mime.split("/", 1)[1].split("+", 1)[0].upper()
-        size = _png_size(value) if mime == "image/png" and isinstance(value, str) else None
+        size = png_size(value) if mime == "image/png" and isinstance(value, str) else None
         return f"[plot: {size[0]}×{size[1]} {kind}]" if size else f"[plot: {kind}]"
     return None
 
