@@ -28,6 +28,10 @@ class ContextLimits:
 
     latest_output: int = 4_000
     earlier_output: int = 500
+    review_latest_output: int = 1_200
+    """What a reviewer judging a proposed step sees of the latest result: enough to
+    check the proposal follows from it (the final report is judged on full results)."""
+    review_earlier_output: int = 200
     earlier_code: int = 1_500
     data_summary: int = 4_000
     history: int = 3_000
@@ -52,7 +56,9 @@ def _fence(text: str, lang: str = "") -> str:
     return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}"
 
 
-def _step_block(step: Step, *, latest: bool, superseded: bool, limits: ContextLimits) -> str:
+def _step_block(
+    step: Step, *, latest: bool, superseded: bool, limits: ContextLimits, output: int
+) -> str:
     ex = step.execution
     head = f"### Step {step.number} ({ex.status})"
     if superseded:
@@ -60,11 +66,11 @@ def _step_block(step: Step, *, latest: bool, superseded: bool, limits: ContextLi
         what = f"{err.get('ename', 'Error')}: {err.get('evalue', '')}" if err else ex.status
         return f"{head}: failed with {truncate_middle(str(what), 200)}; superseded."
     code = step.code if latest else truncate_middle(step.code, limits.earlier_code)
-    out = ex.to_model_text(limits.latest_output if latest else limits.earlier_output)
+    out = ex.to_model_text(output)
     return f"{head}\n{_fence(code, 'python')}\nOutput:\n{_fence(out)}"
 
 
-def _brief_text(brief: Brief, limits: ContextLimits) -> str:
+def _brief_text(brief: Brief, limits: ContextLimits, *, reviewing_step: bool = False) -> str:
     parts = [f"## Task\n{brief.task.strip()}"]
     if brief.data_summary:
         parts.append(f"## Data\n{truncate_middle(brief.data_summary.strip(), limits.data_summary)}")
@@ -78,7 +84,15 @@ def _brief_text(brief: Brief, limits: ContextLimits) -> str:
         for i, step in enumerate(brief.steps):
             later_ok = any(s.execution.ok for s in brief.steps[i + 1 :])
             superseded = not step.execution.ok and i < last and later_ok
-            blocks.append(_step_block(step, latest=i == last, superseded=superseded, limits=limits))
+            if reviewing_step:
+                output = limits.review_latest_output if i == last else limits.review_earlier_output
+            else:
+                output = limits.latest_output if i == last else limits.earlier_output
+            blocks.append(
+                _step_block(
+                    step, latest=i == last, superseded=superseded, limits=limits, output=output
+                )
+            )
         parts.append("## Steps so far\n" + "\n\n".join(blocks))
     return "\n\n".join(parts)
 
@@ -149,7 +163,7 @@ def review_prompt(
 ) -> list[ChatMessage]:
     """The prompt of a reviewer judging a proposed step (``step``) or the final report."""
     limits = limits or ContextLimits()
-    body = _brief_text(brief, limits)
+    body = _brief_text(brief, limits, reviewing_step=step is not None)
     if step is None:
         body += f"\n\n## Final report by {author}\n{text.strip()}"
         body += "\n\n---\nReview the final report against the results above."

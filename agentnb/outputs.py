@@ -343,6 +343,10 @@ def _error_text(out: Mapping[str, Any]) -> str:
     return "\n".join([*body, last])
 
 
+_ARROW = re.compile(r"^\s*-+>")
+_SITE = re.compile(r"^File .*?/(?:site|dist)-packages/")
+
+
 def _compact_frames(frames: Sequence[str]) -> list[str]:
     """Keep the step's own frames and the innermost one; count the rest."""
     keep = [i for i, f in enumerate(frames) if _CELL_FRAME.search(f)]
@@ -353,6 +357,15 @@ def _compact_frames(frames: Sequence[str]) -> list[str]:
     for i in sorted(set(keep)):
         if i - previous > 1 and previous >= 0:
             kept.append(f"[… {i - previous - 1} library frame(s) omitted …]")
-        kept.append(truncate_middle(frames[i], _FRAME_LIMIT))
+        frame = frames[i] if _CELL_FRAME.search(frames[i]) else _where(frames[i])
+        kept.append(truncate_middle(frame, _FRAME_LIMIT))
         previous = i
     return kept
+
+
+def _where(frame: str) -> str:
+    """A library frame as its location and the line that raised, without the
+    surrounding source: the model needs where it failed, not pandas' code."""
+    lines = frame.splitlines()
+    arrows = [line for line in lines[1:] if _ARROW.match(line)]
+    return "\n".join([_SITE.sub("File ", lines[0]) if lines else "", *arrows])
