@@ -27,11 +27,14 @@ class ContextLimits:
     """Character budgets of the parts of a prompt."""
 
     latest_output: int = 4_000
-    earlier_output: int = 500
+    earlier_output: int = 300
     review_latest_output: int = 1_200
     """What a reviewer judging a proposed step sees of the latest result: enough to
     check the proposal follows from it (the final report is judged on full results)."""
-    review_earlier_output: int = 200
+    review_earlier_output: int = 0
+    """0: a reviewer of a step sees earlier steps as code and status only."""
+    notes: int = 300
+    """The reviewers' comments on the latest step, shown to its authors."""
     earlier_code: int = 1_500
     data_summary: int = 4_000
     history: int = 3_000
@@ -66,8 +69,13 @@ def _step_block(
         what = f"{err.get('ename', 'Error')}: {err.get('evalue', '')}" if err else ex.status
         return f"{head}: failed with {truncate_middle(str(what), 200)}; superseded."
     code = step.code if latest else truncate_middle(step.code, limits.earlier_code)
-    out = ex.to_model_text(output)
-    return f"{head}\n{_fence(code, 'python')}\nOutput:\n{_fence(out)}"
+    block = f"{head}\n{_fence(code, 'python')}"
+    if output:
+        block += f"\nOutput:\n{_fence(ex.to_model_text(output))}"
+    notes = [r for r in step.reviews if not r.endswith(": -")]
+    if latest and notes and limits.notes:
+        block += "\nReviewers: " + truncate_middle(" ".join(notes), limits.notes)
+    return block
 
 
 def _brief_text(brief: Brief, limits: ContextLimits, *, reviewing_step: bool = False) -> str:

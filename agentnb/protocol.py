@@ -28,6 +28,7 @@ _FENCE = re.compile(r"^(?P<indent>[ \t]{0,3})(?P<fence>`{3,}|~{3,})[ \t]*(?P<inf
 _APPROVE = {"approve", "approved", "approval", "lgtm"}
 _REVISE = {"revise", "revised", "revision", "reject", "rejected"}
 _LEAD = re.compile(r"^[\s>#*_`\-\[\(]*")
+_TRAILING = re.compile(r"(?<![\w-])[*_`]*(APPROVED?|REVISE)[*_`]*[.!]?\s*$")
 _LABEL = re.compile(r"^(verdict|decision|review)\s*[:\-]\s*", re.IGNORECASE)
 
 
@@ -120,6 +121,10 @@ def parse_review(text: str) -> ReviewReply:
             return ReviewReply(verdict, rest)
     if verdict := _verdict_of(lines[-1], whole=True):
         return ReviewReply(verdict, "\n".join(lines[:-1]).strip())
+    # AutoGen-style prompts end with the word: "... looks right. APPROVED"
+    if match := _TRAILING.search(stripped):
+        verdict = "approve" if match[1].startswith("APPROV") else "revise"
+        return ReviewReply(verdict, stripped[: match.start()].strip())
     raise ProtocolViolation(
         "Your reply must start with the word APPROVE or REVISE. Reply again: the first "
         "word APPROVE or REVISE, then your comments."

@@ -65,3 +65,13 @@ def test_verdicts_are_found_tolerantly(reply: str, verdict: str, comments: str) 
 def test_replies_without_a_verdict_are_violations(reply: str) -> None:
     with pytest.raises(ProtocolViolation, match="APPROVE or REVISE"):
         parse_review(reply)
+
+
+def test_a_verdict_in_capitals_at_the_very_end_counts() -> None:
+    parsed = parse_review("The regional totals add up to the overall total. APPROVED")
+    assert (parsed.verdict, parsed.comments) == (
+        "approve",
+        "The regional totals add up to the overall total.",
+    )
+    with pytest.raises(ProtocolViolation):
+        parse_review("I would approve")  # lower case mid-prose stays ambiguous

@@ -187,3 +187,16 @@ def test_roles_are_checked() -> None:
         Role("x", "judge", "x")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="empty"):
         Role.persona("blank", "  ")
+
+
+async def test_advice_given_with_an_approval_reaches_the_analyst(chat: ChatRunner) -> None:
+    run = await chat(
+        {
+            "analyst": [step("print('totals')"), "Done."],
+            "critic": ["APPROVE. Next, plot the totals by month.", "APPROVE"],
+        }
+    )
+    assert run.result.ok
+    assert "Reviewers: critic: Next, plot the totals by month." in run.prompts("analyst")[1]
+    # a reviewer of a later step sees earlier steps as code and status, not their output
+    assert "Output:" not in run.prompts("critic")[0]
