@@ -634,7 +634,16 @@ class GroupChat:
                 )
             return await self._call("selector", prompt, "select", state.step)
 
+        fallbacks = getattr(self.selector, "fallbacks", 0)
         names = list(await self.selector.select(state, ask))
+        if getattr(self.selector, "fallbacks", 0) > fallbacks:
+            self._emit(
+                Notice(
+                    level="warning",
+                    text=f"the speaker selector named no candidate; {names[0]} speaks",
+                    agent="selector",
+                )
+            )
         if not names:
             raise ConfigError(f"the speaker selector chose nobody in phase {phase}")
         return names

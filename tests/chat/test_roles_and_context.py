@@ -8,7 +8,7 @@ import pytest
 
 from agentnb.agents import ANALYST, CRITIC, Role
 from agentnb.errors import ConfigError
-from agentnb.events import MessagePosted
+from agentnb.events import MessagePosted, Notice
 from agentnb.messages import Review
 from agentnb.models.base import ChatMessage
 from agentnb.models.scripted import ScriptedModel
@@ -80,6 +80,22 @@ async def test_a_model_selects_the_speaker_and_its_calls_are_counted(chat: ChatR
     # the selector is only asked when there is a choice: one author, so no call for proposals
     assert run.speakers.count("selector") == 2
     assert "- statistician: checks stats" in run.prompts("selector")[0]
+
+
+async def test_a_selector_model_naming_nobody_falls_back_with_a_notice(chat: ChatRunner) -> None:
+    run = await chat(
+        {
+            "analyst": ["Done."],
+            "critic": ["APPROVE"],
+            "selector": ["I cannot decide."],
+        },
+        roles=[ANALYST, CRITIC, STATISTICIAN],
+        selector="model",
+    )
+    assert run.result.ok
+    reviewers = [m.message.sender for m in run.of(MessagePosted) if isinstance(m.message, Review)]
+    assert reviewers == ["critic"]
+    assert any("named no candidate" in n.text for n in run.of(Notice))
 
 
 async def test_a_function_selects_the_speakers(chat: ChatRunner) -> None:
