@@ -6,6 +6,7 @@ the JSON results can be committed as they are.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -18,6 +19,23 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def ensure_interpreter(modules: Sequence[str], needs: str) -> None:
+    """Re-run this script under ``$AGENTNB_BENCH_PYTHON`` when ``modules`` cannot be
+    imported here (the peers' packages live in their own venv)."""
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    except ImportError as err:
+        python = os.environ.get("AGENTNB_BENCH_PYTHON")
+        if python and os.environ.get("_AGENTNB_BENCH_REEXEC") != "1":
+            os.environ["_AGENTNB_BENCH_REEXEC"] = "1"
+            os.execv(python, [python, *sys.argv])
+        raise SystemExit(
+            f"{err}: run this with a Python that has {needs} installed, or set "
+            "AGENTNB_BENCH_PYTHON to one (see bench/README.md)"
+        ) from None
 
 
 def percentile(sorted_xs: Sequence[float], q: float) -> float:

@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from _util import CpuWatch, machine_info, ms, print_table, summarize, wait_for_quiet, write_json
+from _util import ensure_interpreter as _util_ensure
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_DIR = Path(os.environ.get("AGENTNB_PEERS_DIR", ROOT.parent / "shared" / "bench-peers"))
@@ -97,22 +98,10 @@ PACKAGES = [
 
 
 def ensure_interpreter() -> None:
-    try:
-        import autogen_agentchat  # noqa: F401
-        import autogen_ext.code_executors.jupyter  # noqa: F401
-        import tiktoken  # noqa: F401
-
-        import agentnb  # noqa: F401
-    except ImportError as err:
-        python = os.environ.get("AGENTNB_BENCH_PYTHON")
-        if python and os.environ.get("_AGENTNB_BENCH_REEXEC") != "1":
-            os.environ["_AGENTNB_BENCH_REEXEC"] = "1"
-            os.execv(python, [python, *sys.argv])
-        raise SystemExit(
-            f"{err}: run this with a Python that has agentnb, autogen-agentchat, "
-            "autogen-ext[jupyter-executor] and tiktoken installed, or set AGENTNB_BENCH_PYTHON "
-            "to one (see bench/README.md)"
-        ) from None
+    _util_ensure(
+        ["autogen_agentchat", "autogen_ext.code_executors.jupyter", "tiktoken", "agentnb"],
+        "agentnb, autogen-agentchat, autogen-ext[jupyter-executor] and tiktoken",
+    )
     if not (PEERS_DIR / f"{PEER_MODULE}.py").is_file():
         raise SystemExit(
             f"{PEER_MODULE}.py not found in {PEERS_DIR}: set AGENTNB_PEERS_DIR to the "

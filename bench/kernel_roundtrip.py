@@ -43,7 +43,6 @@ import os
 import shutil
 import signal
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from typing import Any
 
 from _util import (
     CpuWatch,
+    ensure_interpreter,
     machine_info,
     ms,
     print_table,
@@ -93,23 +93,6 @@ PACKAGES = [
     "pyarrow",
     "psutil",
 ]
-
-
-def ensure_interpreter() -> None:
-    try:
-        import autogen_ext.code_executors.jupyter  # noqa: F401
-
-        import agentnb  # noqa: F401
-    except ImportError as err:
-        python = os.environ.get("AGENTNB_BENCH_PYTHON")
-        if python and os.environ.get("_AGENTNB_BENCH_REEXEC") != "1":
-            os.environ["_AGENTNB_BENCH_REEXEC"] = "1"
-            os.execv(python, [python, *sys.argv])
-        raise SystemExit(
-            f"{err}: run this with a Python that has agentnb and "
-            "autogen-ext[jupyter-executor] installed, or set AGENTNB_BENCH_PYTHON to one "
-            "(see bench/README.md)"
-        ) from None
 
 
 # --- the three paths ----------------------------------------------------------------
@@ -735,7 +718,10 @@ def main() -> None:
     for name, full, quick in (("blocks", 10, 2), ("cold_rounds", 20, 2), ("cold_warmup", 2, 1)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
-    ensure_interpreter()
+    ensure_interpreter(
+        ["autogen_ext.code_executors.jupyter", "agentnb"],
+        "agentnb and autogen-ext[jupyter-executor]",
+    )
     raw = asyncio.run(run(args))
     write_json(
         "kernel_roundtrip-quick.json" if args.quick else "kernel_roundtrip.json", report(args, raw)
