@@ -35,6 +35,7 @@ from .approval import (
     needs_approval,
 )
 from .context import Brief, ContextLimits, author_prompt, review_prompt
+from .data import summary_code
 from .errors import AgentnbError, ConfigError, KernelError, ModelError
 from .events import (
     AgentThinking,
@@ -69,7 +70,7 @@ from .termination import RunStats, StopReason, TerminationCondition
 from .transcript import TranscriptWriter
 from .usage import Ledger, PriceTable
 
-__all__ = ["Executor", "GroupChat", "Guards", "RunResult"]
+__all__ = ["Executor", "GroupChat", "Guards", "RunResult", "check_task"]
 
 T = TypeVar("T")
 
@@ -147,6 +148,12 @@ class _Pending:
     def revise(self, text: str, feedback: str, *, count: bool = True) -> None:
         self.text, self.feedback = text, [feedback]
         self.revisions += count
+
+
+def check_task(task: str) -> None:
+    """A task must say something: an empty one is a :class:`ConfigError`."""
+    if not task or not task.strip():
+        raise ConfigError("the task is empty: say what the agents should find out")
 
 
 def _normalise(code: str) -> str:
@@ -256,8 +263,7 @@ class GroupChat:
 
         Leaving the loop early stops the run.
         """
-        if not task.strip():
-            raise ConfigError("the task is empty: say what the agents should find out")
+        check_task(task)
         self._queue = asyncio.Queue()
         runner = asyncio.ensure_future(self._run(task))
         finished = False
@@ -357,8 +363,6 @@ class GroupChat:
                     )
                 )
         if self.data_names:
-            from .data import summary_code
-
             summary = await self._guarded(
                 self.executor.execute(summary_code(list(self.data_names))), execution=True
             )

@@ -18,7 +18,7 @@ from typing import Any
 from ._sync import SyncBridge
 from .agents import ANALYST, CRITIC, Role
 from .approval import ApprovalMode, Approver, check_mode
-from .chat import GroupChat, Guards, RunResult
+from .chat import GroupChat, Guards, RunResult, check_task
 from .context import ContextLimits
 from .data import loader_code, variable_name
 from .errors import ConfigError
@@ -142,8 +142,7 @@ async def arun(
     on_event: Callable[[Event], None] | None = None,
 ) -> RunResult:
     """Run an analysis to its end. See :func:`run` for the arguments."""
-    if not task or not task.strip():
-        raise ConfigError("the task is empty: say what the agents should find out")
+    check_task(task)  # before a kernel starts
     approve = check_mode(approve)
     if approve != "never" and approver is None:
         raise ConfigError(
@@ -157,15 +156,15 @@ async def arun(
     conditions = _conditions(max_turns, budget_tokens, budget_cost, time_limit, termination)
     roles = list(roles) if roles is not None else [ANALYST, CRITIC]
 
-    clients: dict[str, ModelClient] = {}
+    clients: dict[str | int, ModelClient] = {}
 
     def client(spec: str | ModelClient | None) -> ModelClient:
         key = spec if isinstance(spec, str) else id(spec)
         if key not in clients:  # one client per spec: a script answers every role
-            clients[key] = resolve_model(  # type: ignore[index]
+            clients[key] = resolve_model(
                 spec, base_url=base_url, api_key=api_key, vision=vision or None, cache=cache
             )
-        return clients[key]  # type: ignore[index]
+        return clients[key]
 
     per_role = {"analyst": analyst_model, "critic": critic_model}
     models = {r.name: client(r.model or per_role.get(r.name) or model) for r in roles}
