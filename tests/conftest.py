@@ -97,9 +97,13 @@ KERNEL_FIXTURES = {"shared_kernel", "make_kernel", "kernel"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tier markers: a test in tests/kernel/ or using a kernel fixture starts real kernels."""
+    """Tier markers: a test in tests/kernel/ or using a kernel fixture starts real kernels;
+    tests/browser/ drives a real browser."""
     for item in items:
         if item.get_closest_marker("quality"):
+            continue
+        if "browser" in Path(str(item.path)).parts[-2:-1]:
+            item.add_marker(pytest.mark.browser)
             continue
         in_folder = "kernel" in Path(str(item.path)).parts[-2:-1]
         uses = KERNEL_FIXTURES & set(getattr(item, "fixturenames", ()))
