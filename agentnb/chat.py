@@ -174,6 +174,7 @@ class GroupChat:
         guards: loop guard limits.
         data_code: code that loads the data (runs first, as step 0).
         data_names: variables in the kernel to summarise for the agents.
+        step_timeout: seconds a step may run (None: the executor's own limit).
         history: what earlier runs of the session found.
         vision: send plot images to models that accept them.
         transcript: the JSONL file to append events to (None: no transcript).
@@ -194,6 +195,7 @@ class GroupChat:
         limits: ContextLimits | None = None,
         data_code: str | None = None,
         data_names: Sequence[str] = (),
+        step_timeout: float | None = None,
         history: str = "",
         vision: bool = False,
         prices: PriceTable | None = None,
@@ -223,6 +225,7 @@ class GroupChat:
         self.limits = limits or ContextLimits()
         self.data_code = data_code
         self.data_names = tuple(data_names)
+        self.step_timeout = step_timeout
         self.history = history
         self.vision = vision
         self.prices = prices or PriceTable.load()
@@ -667,7 +670,9 @@ class GroupChat:
     async def _execute(self, number: int, code: str) -> Execution:
         self._check()
         self._emit(ExecutionStarted(step=number, code=code))
-        execution = await self._guarded(self.executor.execute(code), execution=True)
+        execution = await self._guarded(
+            self.executor.execute(code, timeout=self.step_timeout), execution=True
+        )
         self._turns += 1
         self._emit(ExecutionFinished(step=number, execution=execution))
         return execution

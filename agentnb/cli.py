@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -25,6 +25,7 @@ from rich.rule import Rule
 from rich.text import Text
 
 from .errors import AgentnbError
+from .flags import DEFAULTS, FlagParser, HelpShown, UsageError, add_run_flags, split_names
 
 __all__ = ["main"]
 
@@ -34,46 +35,15 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line (``agentnb: error: ...``), raised, not exited."""
-
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{message} (see '{self.prog} --help')")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
-
-
-def _parser() -> _Parser:
-    parser = _Parser(
+def _parser() -> FlagParser:
+    parser = FlagParser(
         prog="agentnb",
         description="Multi-agent data analysis in a managed Jupyter kernel.",
     )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"agentnb {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=FlagParser)
     commands.required = True
     run = commands.add_parser(
         "run",
@@ -85,76 +55,11 @@ def _parser() -> _Parser:
         ),
     )
     run.add_argument("task", metavar="TASK", help="what to find out, in words (quote it)")
-    run.add_argument(
-        "--data",
-        metavar="FILE",
-        action="append",
-        default=[],
-        help="a data file loaded as a DataFrame named after it (repeatable; or FILE,FILE)",
-    )
-    run.add_argument(
-        "--model",
-        metavar="NAME",
-        help="the model of every agent: a name for the OpenAI-compatible endpoint, "
-        "scripted:PATH or replay:TRANSCRIPT (default: $AGENTNB_MODEL)",
-    )
-    run.add_argument("--analyst-model", metavar="NAME", help="the analyst's model")
-    run.add_argument("--critic-model", metavar="NAME", help="the critic's model")
-    run.add_argument(
-        "--approve",
-        choices=("each", "final", "never"),
-        help="ask before each step and the final report (each), only the final report "
-        "(final), or never; default: each on an interactive terminal, else never",
-    )
-    run.add_argument(
-        "--max-turns",
-        metavar="N",
-        type=_positive_int,
-        default=30,
-        help="stop after N agent replies and executions (default: 30)",
-    )
-    run.add_argument(
-        "--step-timeout",
-        metavar="SECONDS",
-        type=_positive_float,
-        default=120.0,
-        help="interrupt a step that runs longer (default: 120)",
-    )
-    run.add_argument(
-        "--budget-tokens",
-        metavar="N",
-        type=_positive_int,
-        help="stop before the agents use more than N tokens",
-    )
-    run.add_argument(
-        "--time-limit", metavar="SECONDS", type=_positive_float, help="stop after this long"
-    )
-    run.add_argument(
-        "--vision", action="store_true", help="send plots to models that accept images"
-    )
-    run.add_argument(
-        "--cache",
-        metavar="DIR",
-        nargs="?",
-        const=True,
-        default=None,
-        help="reuse model replies from the on-disk response cache (optionally in DIR; "
-        "give TASK before this flag)",
-    )
-    run.add_argument(
-        "--out",
-        metavar="PATH.ipynb",
-        help="save the analysis as a notebook that re-runs from top to bottom",
-    )
+    add_run_flags(run, notebook=False)
     run.add_argument(
         "--transcript",
         metavar="PATH",
         help="write the JSONL transcript here (default: .agentnb/runs/)",
-    )
-    run.add_argument(
-        "--base-url",
-        metavar="URL",
-        help="the OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
     )
     run.add_argument(
         "-q",
@@ -204,10 +109,6 @@ def _interactive() -> bool:
         return False
 
 
-def _data_files(values: Sequence[str]) -> list[str]:
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
 def _print_report(out: Console, report: str) -> None:
     if out.is_terminal:
         out.print(Rule("final report", style="green"))
@@ -228,16 +129,16 @@ def _run(
     approve = args.approve or ("each" if _interactive() else "never")
     view = TerminalView(err, quiet=args.quiet)
     options: dict[str, Any] = {
-        "data": _data_files(args.data) or None,
+        "data": split_names(args.data) or None,
         "model": args.model,
         "analyst_model": args.analyst_model,
         "critic_model": args.critic_model,
         "approve": approve,
-        "max_turns": args.max_turns,
-        "step_timeout": args.step_timeout,
+        "max_turns": args.max_turns or DEFAULTS["max_turns"],
+        "step_timeout": args.step_timeout or DEFAULTS["step_timeout"],
         "budget_tokens": args.budget_tokens,
         "time_limit": args.time_limit,
-        "vision": args.vision,
+        "vision": bool(args.vision),
         "cache": args.cache,
         "transcript": args.transcript,
         "out": args.out,
@@ -344,11 +245,11 @@ def main(argv: Sequence[str] | None = None, *, input_fn: Callable[[str], str] | 
     out = Console()
     try:
         args = _parser().parse_args(list(argv) if argv is not None else None)
-    except _UsageError as exc:
+    except UsageError as exc:
         err.print(f"agentnb: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
-    except SystemExit as exc:  # --help and --version
-        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except HelpShown:
+        return EXIT_OK
     commands = {"run": _run, "demo": _demo, "replay": _replay}
     try:
         return commands[args.command](args, out, err, input_fn)

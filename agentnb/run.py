@@ -8,6 +8,7 @@ everything that happens later ends the run with a stop reason instead.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -118,7 +119,7 @@ async def arun(
     approve: ApprovalMode = "never",
     approver: Approver | None = None,
     max_turns: int | None = 30,
-    step_timeout: float = 120.0,
+    step_timeout: float | None = None,
     budget_tokens: int | None = None,
     budget_cost: float | None = None,
     time_limit: float | None = None,
@@ -137,9 +138,11 @@ async def arun(
     kernel: ManagedKernel | None = None,
     kernel_config: KernelConfig | None = None,
     history: str = "",
+    data_names: Sequence[str] = (),
     out: str | Path | None = None,
     data_sources: Mapping[str, str] | None = None,
     on_event: Callable[[Event], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RunResult:
     """Run an analysis to its end. See :func:`run` for the arguments."""
     check_task(task)  # before a kernel starts
@@ -149,7 +152,7 @@ async def arun(
             f"approve={approve!r} needs an approver (a function taking an ApprovalRequest and "
             "returning a Decision); use approve='never' for an autonomous run"
         )
-    if step_timeout <= 0:
+    if step_timeout is not None and step_timeout <= 0:
         raise ConfigError(f"--step-timeout must be positive, not {step_timeout!r}")
     files, objects = _split_data(data)
     out_path = _check_out(out) if out is not None else None
@@ -177,7 +180,9 @@ async def arun(
     events: list[Event] = []
     owned = kernel is None
     if kernel is None:
-        config = kernel_config or KernelConfig(step_timeout=step_timeout)
+        config = kernel_config or KernelConfig()
+        if kernel_config is None and step_timeout is not None:
+            config = replace(config, step_timeout=step_timeout)
         kernel = ManagedKernel(config)
     try:
         for name, value in objects.items():
@@ -193,14 +198,22 @@ async def arun(
             guards=guards,
             limits=limits,
             data_code=loader_code(files) if files else None,
-            data_names=[*files, *objects],
+            data_names=[*files, *objects, *data_names],
+            step_timeout=step_timeout,
             history=history,
             vision=vision,
             prices=PriceTable.load(prices),
             transcript=Path(transcript),
             observers=[events.append, *([on_event] if on_event else [])],
         )
-        result = await chat.run(task)
+        if stop is None:
+            result = await chat.run(task)
+        else:
+            stopper = asyncio.ensure_future(_stop_when_set(stop, chat))
+            try:
+                result = await chat.run(task)
+            finally:
+                stopper.cancel()
         if out_path is not None:
             notebook = build_notebook(events, data_sources=data_sources)
             result = replace(result, notebook=save_notebook(notebook, out_path))
@@ -210,6 +223,11 @@ async def arun(
             await c.aclose()
         if owned:
             await kernel.shutdown()
+
+
+async def _stop_when_set(stop: asyncio.Event, chat: GroupChat) -> None:
+    await stop.wait()
+    chat.stop()
 
 
 def run(task: str, **options: Any) -> RunResult:
@@ -225,7 +243,8 @@ def run(task: str, **options: Any) -> RunResult:
         analyst_model, critic_model: a different model for one role.
         approve: ``never`` (default here), ``final`` or ``each``; with an ``approver``.
         max_turns, budget_tokens, budget_cost, time_limit: stop conditions.
-        step_timeout: seconds one step may run before it is interrupted.
+        step_timeout: seconds one step may run before it is interrupted (default:
+            the kernel's ``KernelConfig.step_timeout``, 120).
         roles: the participants (default analyst and critic); add personas with
             :meth:`Role.persona <agentnb.agents.Role.persona>`.
         selector: ``workflow``, ``round_robin``, ``model`` or a function.
@@ -236,7 +255,10 @@ def run(task: str, **options: Any) -> RunResult:
         out: write the analysis notebook there (``RunResult.notebook``).
         data_sources: code that recreates pushed objects in the saved notebook
             (``{"sales": "pd.read_csv('sales.csv')"}``).
+        data_names: variables already in ``kernel`` to describe to the agents.
         on_event: called with every event as it happens.
+        stop: an :class:`asyncio.Event` (``arun`` only); setting it ends the run
+            as the user's Stop does.
     """
     bridge = SyncBridge()
     try:
