@@ -1,6 +1,7 @@
 """agentnb: a Jupyter-native, multi-agent data-analysis kernel extension."""
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from ._sync import SyncBridge
 from .agents import ANALYST, CRITIC, Role
@@ -32,6 +33,20 @@ try:
     __version__ = version("agentnb")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext agentnb``: the ``%%agents`` cell and ``%agents`` line magics."""
+    from .magics import load_ipython_extension as load
+
+    load(shell)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(shell)
+
 
 __all__ = [
     "ANALYST",
@@ -67,5 +82,7 @@ __all__ = [
     "TokenBudget",
     "__version__",
     "arun",
+    "load_ipython_extension",
     "run",
+    "unload_ipython_extension",
 ]

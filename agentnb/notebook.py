@@ -62,7 +62,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,7 +238,10 @@ def _output(out: Output, count: int) -> dict[str, Any]:
 
 
 def build_notebook(
-    events: Iterable[Event], *, data_sources: Mapping[str, str] | None = None
+    events: Iterable[Event],
+    *,
+    data_sources: Mapping[str, str] | None = None,
+    known: Collection[str] = (),
 ) -> nbformat.NotebookNode:
     """The analysis notebook of a run, from its events (live or from a transcript).
 
@@ -246,6 +249,9 @@ def build_notebook(
         events: the run's events in order; a run still going gives the notebook so far.
         data_sources: for data pushed from the user's session, code that recreates
             each name (``{"sales": "pd.read_csv('sales.csv')"}``); see the module notes.
+        known: data names that cells before this notebook define (an earlier analysis
+            of the same session, see :func:`join_notebooks`): not described or
+            loaded again, so the state those cells left is what the steps see.
 
     Raises:
         ConfigError: a data source is not valid Python.
@@ -256,7 +262,7 @@ def build_notebook(
     cells = _Cells(run.run_id)
     task = run.started.task if run.started else ""
     _title(cells, run)
-    _data(cells, run, dict(data_sources or {}))
+    _data(cells, run, dict(data_sources or {}), set(known))
     _steps(cells, run)
     _ending(cells, run)
     reason = run.finished.reason if run.finished else None
@@ -277,6 +283,33 @@ def build_notebook(
     notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": metadata, "cells": cells.cells}
     node: nbformat.NotebookNode = nbformat.from_dict(notebook)  # type: ignore[no-untyped-call]
     return node
+
+
+def join_notebooks(notebooks: Sequence[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    """One notebook of a session's analyses, in order (build the later ones with
+    ``known=``). Code cells are numbered on through the whole notebook; the
+    metadata of each analysis is kept under ``metadata.agentnb.runs``."""
+    if not notebooks:
+        raise ConfigError("no analysis to join")
+    first = notebooks[0]
+    if len(notebooks) == 1:
+        return first
+    joined: nbformat.NotebookNode = nbformat.from_dict(  # type: ignore[no-untyped-call]
+        json.loads(json.dumps(first))
+    )
+    joined.cells = []
+    count = 0
+    for notebook in notebooks:
+        for cell in json.loads(json.dumps(notebook.cells)):
+            if cell["cell_type"] == "code":
+                count += 1
+                cell["execution_count"] = count
+                for out in cell["outputs"]:
+                    if out.get("output_type") == "execute_result":
+                        out["execution_count"] = count
+            joined.cells.append(nbformat.from_dict(cell))  # type: ignore[no-untyped-call]
+    joined.metadata["agentnb"]["runs"] = [dict(n.metadata["agentnb"]) for n in notebooks]
+    return joined
 
 
 def notebook_from_transcript(
@@ -352,8 +385,8 @@ def _source_code(name: str, source: str) -> str:
     return f"{name} = {source}"
 
 
-def _data(cells: _Cells, run: _Run, sources: dict[str, str]) -> None:
-    names = _data_names(run)
+def _data(cells: _Cells, run: _Run, sources: dict[str, str], known: set[str]) -> None:
+    names = tuple(n for n in _data_names(run) if n not in known)
     if not names and run.setup_code is None:
         return
     loaded = _assigned(run.setup_code) if run.setup_code else set()

@@ -100,7 +100,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tier markers: a test in tests/kernel/ or using a kernel fixture starts real kernels;
     tests/browser/ drives a real browser."""
     for item in items:
-        if item.get_closest_marker("quality"):
+        if item.get_closest_marker("quality") or item.get_closest_marker("kernel"):
             continue
         if "browser" in Path(str(item.path)).parts[-2:-1]:
             item.add_marker(pytest.mark.browser)

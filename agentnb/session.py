@@ -1,0 +1,582 @@
+"""The notebook session behind ``%%agents``: settings, the managed kernel, the analyses.
+
+One :class:`Session` lives in each user kernel that loaded the extension. It owns
+the managed kernel (pre-warmed when the extension loads), so a follow-up
+``%%agents`` cell continues in the same kernel state and its agents are told what
+the earlier analyses of the session found. Each cell is one :class:`Analysis`:
+its widget, its events (the transcript has them first), its run task and its
+writer of notebook cells.
+
+Settings, from lowest to highest precedence: the built-in defaults, the
+environment (``AGENTNB_MODEL``, ``AGENTNB_APPROVE``, …), traitlets configuration
+(``%config Agents.model = "..."`` or ``ipython_config.py``), the cell's flags.
+Configuration set in the notebook is more deliberate than a variable exported in
+a shell profile long ago, so it wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import contextlib
+import difflib
+import logging
+import os
+import re
+import shlex
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from traitlets import Bool, Enum, Float, Int, Unicode
+from traitlets.config import Configurable
+
+from .approval import ApprovalRequest, Decision
+from .chat import RunResult
+from .errors import AgentnbError, ConfigError
+from .events import (
+    Event,
+    ExecutionFinished,
+    MessagePosted,
+    RunFinished,
+    RunStarted,
+)
+from .flags import DEFAULTS, FlagParser, UsageError, add_run_flags, split_names
+from .kernel import KernelConfig, ManagedKernel
+from .messages import Proposal
+from .notebook import build_notebook, join_notebooks, save_notebook
+
+if TYPE_CHECKING:
+    from .ui.cells import CellWriter
+    from .ui.view import ChatView
+
+__all__ = ["Agents", "Analysis", "Session", "Settings"]
+
+log = logging.getLogger(__name__)
+
+HEADLESS_GRACE = 5.0
+"""Seconds an approval waits for any frontend to show the widget before the run
+is stopped as headless (nbclient, papermill): nobody could ever click."""
+
+
+class Agents(Configurable):
+    """``%%agents`` defaults: ``%config Agents.model = "gpt-4o-mini"`` or ``c.Agents.…``
+    in ``ipython_config.py``. Unset values fall back to ``AGENTNB_*`` variables."""
+
+    model = Unicode(
+        None, allow_none=True, help="model of every agent (a name, scripted:PATH, replay:PATH)"
+    ).tag(config=True)
+    analyst_model = Unicode(None, allow_none=True, help="the analyst's model").tag(config=True)
+    critic_model = Unicode(None, allow_none=True, help="the critic's model").tag(config=True)
+    approve = Enum(
+        ["each", "final", "never"], None, allow_none=True, help="approval mode (default each)"
+    ).tag(config=True)
+    max_turns = Int(None, allow_none=True, help="stop after N turns (default 30)").tag(config=True)
+    step_timeout = Float(None, allow_none=True, help="seconds per step (default 120)").tag(
+        config=True
+    )
+    budget_tokens = Int(None, allow_none=True, help="token budget of a run").tag(config=True)
+    time_limit = Float(None, allow_none=True, help="seconds a run may take").tag(config=True)
+    base_url = Unicode(
+        None, allow_none=True, help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)"
+    ).tag(config=True)
+    vision = Bool(None, allow_none=True, help="send plots to models that accept images").tag(
+        config=True
+    )
+    cache = Unicode(
+        None, allow_none=True, help="a folder of cached model replies ('' for the default)"
+    ).tag(config=True)
+    prewarm = Bool(True, help="start the managed kernel when the extension loads").tag(config=True)
+
+
+_SETTINGS: dict[str, Callable[[str], Any]] = {
+    "model": str,
+    "analyst_model": str,
+    "critic_model": str,
+    "approve": str,
+    "max_turns": int,
+    "step_timeout": float,
+    "budget_tokens": int,
+    "time_limit": float,
+    "base_url": str,
+    "vision": lambda text: text.strip().lower() in {"1", "true", "yes", "on"},
+    "cache": str,
+}
+_BUILT_IN: dict[str, Any] = {"approve": "each", "vision": False, **DEFAULTS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved options of one cell, and where each came from."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values.get(name)
+
+
+def resolve_settings(config: Agents, flags: Mapping[str, Any]) -> Settings:
+    """Layer the defaults, the environment, the configuration and the flags."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, parse in _SETTINGS.items():
+        value, source = _BUILT_IN.get(name), "default"
+        env = f"AGENTNB_{name.upper()}"
+        if os.environ.get(env):
+            try:
+                value, source = parse(os.environ[env]), f"${env}"
+            except ValueError:
+                raise UsageError(f"${env}={os.environ[env]!r} is not a valid {name}") from None
+        configured = getattr(config, name)
+        if configured is not None:
+            value, source = configured, f"%config Agents.{name}"
+        if flags.get(name) is not None:
+            value, source = flags[name], "flag"
+        values[name], sources[name] = value, source
+    if values["cache"] == "":  # configured as the default cache folder
+        values["cache"] = True
+    return Settings(values, sources)
+
+
+def _parser() -> FlagParser:
+    parser = FlagParser(
+        prog="%%agents",
+        description="Analyse data with an analyst and a critic; approved steps run in a "
+        "managed kernel. The cell's body is the task.",
+        add_help=True,
+    )
+    add_run_flags(parser, notebook=True)
+    parser.add_argument(
+        "--background", action="store_true", help="return at once; the analysis goes on"
+    )
+    parser.add_argument(
+        "--new", action="store_true", help="start a new analysis: fresh kernel, no history"
+    )
+    return parser
+
+
+def parse_line(line: str) -> argparse.Namespace:
+    """The flags of a ``%%agents`` line, or a :class:`UsageError`."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the flags ({exc}): check the quotes") from None
+    return _parser().parse_args(words)
+
+
+def _expand(line: str, namespace: Mapping[str, Any]) -> str:
+    """``{name}`` and ``$name`` in the flags, as IPython expands any magic's line
+    (the cell reaches us rewritten, before IPython could)."""
+    from IPython.utils.text import DollarFormatter
+
+    try:
+        return str(DollarFormatter().vformat(line, args=[], kwargs=namespace))
+    except Exception:  # as IPython does: a line that does not format stays as written
+        return line
+
+
+def _data_source(history: Sequence[str], name: str) -> str | None:
+    """The statement of the user's session that last bound ``name`` to a call,
+    such as ``sales = pd.read_csv("sales.csv")``: the saved notebook re-runs it."""
+    for cell in reversed(history):
+        try:
+            tree = ast.parse(cell)
+        except SyntaxError:  # magics and shell escapes
+            continue
+        for node in reversed(tree.body):
+            if (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+                and isinstance(node.value, ast.Call)
+            ):
+                return ast.get_source_segment(cell, node.value)
+    return None
+
+
+def summarise(result: RunResult, limit: int = 1_200) -> str:
+    """What a later analysis of the session should know about this one."""
+    lines = [f"Question: {result.task.strip()}"]
+    ran = [s for s in result.steps if s.status == "ok"]
+    if ran:
+        lines.append("Steps that ran (their variables still exist in the kernel):")
+        for step in ran:
+            code = step.code.strip()
+            if len(code) > 300:
+                code = code[:300] + " …"
+            lines.append(f"```python\n{code}\n```")
+    if result.final_report:
+        report = result.final_report.strip()
+        lines.append("Answer: " + (report if len(report) <= limit else report[:limit] + " …"))
+    else:
+        lines.append(f"No answer: {result.stop_reason.message}")
+    return "\n".join(lines)
+
+
+@dataclass
+class Analysis:
+    """One ``%%agents`` cell's run."""
+
+    task: str
+    settings: Settings
+    view: ChatView
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    events: list[Event] = field(default_factory=list)
+    handle: asyncio.Task[RunResult | None] | None = None
+    result: RunResult | None = None
+    writer: CellWriter | None = None
+    out: Path | None = None
+    data_sources: dict[str, str] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+    """The ``--data`` variables to push."""
+    new: bool = False
+    background: bool = False
+    headless: str | None = None
+    """Why the run stopped for want of a frontend (nbclient, papermill), if it did."""
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def running(self) -> bool:
+        return self.handle is not None and not self.handle.done()
+
+
+class Session:
+    """The agents of one user kernel."""
+
+    def __init__(self, shell: Any, config: Agents) -> None:
+        self.shell = shell
+        self.config = config
+        self.kernel: ManagedKernel | None = None
+        self.analyses: list[Analysis] = []
+        self.pushed: list[str] = []
+
+    # --- kernel --------------------------------------------------------------------
+
+    def prewarm(self) -> None:
+        """Start the managed kernel in the background, if the loop is running."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._kernel().prewarm()
+
+    def _kernel(self) -> ManagedKernel:
+        if self.kernel is None:
+            self.kernel = ManagedKernel(KernelConfig())
+        return self.kernel
+
+    async def reset(self) -> None:
+        """Stop the current run and start over: a fresh kernel, no history."""
+        await self.stop_and_wait()
+        if self.kernel is not None:
+            await self.kernel.shutdown()
+        self.kernel = None
+        self.analyses = []
+        self.pushed = []
+        self.prewarm()
+
+    async def close(self) -> None:
+        await self.stop_and_wait()
+        if self.kernel is not None:
+            await self.kernel.shutdown()
+            self.kernel = None
+
+    # --- a cell --------------------------------------------------------------------
+
+    @property
+    def current(self) -> Analysis | None:
+        return self.analyses[-1] if self.analyses else None
+
+    def prepare(self, line: str, body: str) -> Analysis:
+        """Check the cell and build its analysis (nothing runs yet). Every mistake the
+        user can fix raises :class:`UsageError` here, before the widget appears."""
+        from .ui.view import ChatView
+
+        args = parse_line(_expand(line, self.shell.user_ns))
+        task = body.strip()
+        if not task:
+            raise UsageError(
+                "the cell has no task: write the question below the %%agents line, e.g.\n"
+                "%%agents --data sales\nWhich region grew fastest in 2024?"
+            )
+        if self.current is not None and self.current.running:
+            raise UsageError(
+                "an analysis is still running in this kernel: wait for it, stop it with "
+                "%agents stop (or its Stop button), or run this cell with --new after it ends"
+            )
+        settings = resolve_settings(self.config, vars(args))
+        names = split_names(args.data)
+        namespace = self.shell.user_ns
+        for name in names:
+            if name not in namespace:
+                close = difflib.get_close_matches(
+                    name, [n for n in namespace if not n.startswith("_")], n=3
+                )
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise UsageError(f"--data {name}: no variable of that name in your namespace{hint}")
+        out = None
+        if args.out:
+            from .run import _check_out
+
+            out = _check_out(args.out)
+        analysis = Analysis(
+            task=task,
+            settings=settings,
+            view=ChatView(task),
+            out=out,
+            names=names,
+            new=bool(args.new),
+            background=bool(args.background),
+        )
+        # frontends count the views they render; none ever does under nbclient or papermill
+        analysis.view.widget._view_count = 0
+        history = [str(cell) for cell in namespace.get("In", ())]
+        for name in names:
+            source = _data_source(history, name)
+            if source is not None:
+                analysis.data_sources[name] = source
+        return analysis
+
+    async def check(self, analysis: Analysis) -> None:
+        """Fail before anything shows when a model cannot be used at all (no model
+        named, no API key): a :class:`ConfigError` saying what to set."""
+        from .models import resolve_model
+
+        settings = analysis.settings
+        specs = {settings[role] or settings["model"] for role in ("analyst_model", "critic_model")}
+        for spec in specs:
+            client = resolve_model(spec, base_url=settings["base_url"])
+            await client.aclose()
+
+    async def start(self, analysis: Analysis) -> None:
+        """Run the analysis as a task on this loop; returns once it is under way."""
+        from .run import arun
+        from .ui.cells import CellWriter, anchor_cell_id
+
+        if analysis.new:
+            await self.reset()
+        kernel = self._kernel()
+        history = "\n\n".join(summarise(a.result) for a in self.analyses if a.result is not None)
+        self.analyses.append(analysis)
+        view = analysis.view
+        view.on_stop = analysis.stop.set
+        view.on_save = self._save_from_button
+        anchor = anchor_cell_id()
+        models: dict[str, str] = {}
+        proposals: dict[int, str] = {}
+
+        def on_event(event: Event) -> None:
+            analysis.events.append(event)
+            view.handle(event)
+            if isinstance(event, RunStarted):
+                models.update(event.models)
+                if anchor is None:
+                    # nbclient and papermill say nothing of the cell; nobody to insert for
+                    view.notify(
+                        "info",
+                        "Steps are not inserted as cells here: this frontend does not say "
+                        "which cell ran. Save the analysis (Save, or %agents save PATH) "
+                        "to get them as a notebook.",
+                    )
+                    return
+                analysis.writer = CellWriter(
+                    run_id=event.run_id,
+                    anchor=anchor,
+                    on_status=lambda text: view.notify("warning", text),
+                )
+                analysis.writer.open()
+            elif isinstance(event, MessagePosted) and isinstance(event.message, Proposal):
+                proposals[event.message.step] = event.message.code
+            elif isinstance(event, ExecutionFinished):
+                execution = event.execution
+                if event.step > 0 and execution.ok and analysis.writer is not None:
+                    analysis.writer.insert(
+                        step=event.step,
+                        code=execution.code,
+                        outputs=list(execution.outputs),
+                        metadata={
+                            "models": dict(models),
+                            "edited": proposals.get(event.step, execution.code) != execution.code,
+                        },
+                    )
+
+        settings = analysis.settings
+        data = {name: self.shell.user_ns[name] for name in analysis.names}
+        self.pushed = [*self.pushed, *(n for n in analysis.names if n not in self.pushed)]
+        approver = _Watched(analysis, HEADLESS_GRACE)
+        coroutine = arun(
+            analysis.task,
+            data=data or None,
+            data_names=[n for n in self.pushed if n not in data],
+            model=settings["model"],
+            analyst_model=settings["analyst_model"],
+            critic_model=settings["critic_model"],
+            approve=settings["approve"],
+            approver=approver if settings["approve"] != "never" else None,
+            max_turns=settings["max_turns"],
+            step_timeout=settings["step_timeout"],
+            budget_tokens=settings["budget_tokens"],
+            time_limit=settings["time_limit"],
+            vision=bool(settings["vision"]),
+            cache=settings["cache"],
+            base_url=settings["base_url"],
+            kernel=kernel,
+            history=history,
+            on_event=on_event,
+            stop=analysis.stop,
+        )
+        analysis.handle = asyncio.ensure_future(self._finish(analysis, coroutine))
+
+    async def _finish(self, analysis: Analysis, coroutine: Any) -> RunResult | None:
+        try:
+            analysis.result = await coroutine
+        except AgentnbError as exc:
+            analysis.view.close(str(exc))
+            return None
+        except asyncio.CancelledError:
+            analysis.view.close("cancelled")
+            raise
+        except Exception as exc:  # an agentnb bug: the widget says so, the kernel lives on
+            log.exception("the analysis failed")
+            analysis.view.close(f"agentnb failed: {type(exc).__name__}: {exc}")
+            return None
+        if analysis.out is not None:
+            try:
+                path = self.save(analysis.out)
+            except AgentnbError as exc:
+                analysis.view.notify("error", f"could not save {analysis.out}: {exc}")
+            else:
+                analysis.view.notify("info", f"analysis notebook saved: {path}")
+        writer = analysis.writer
+        if writer is not None:
+            await writer.ready()  # settles 'unavailable' (and tells the user) if it was
+        return analysis.result
+
+    async def stop_and_wait(self, within: float = 15.0) -> None:
+        """Stop the current run and wait until it has ended."""
+        analysis = self.current
+        if analysis is None or analysis.handle is None or analysis.handle.done():
+            return
+        analysis.stop.set()
+        await asyncio.wait([analysis.handle], timeout=within)
+
+    # --- subcommands -----------------------------------------------------------------
+
+    def status(self) -> str:
+        analysis = self.current
+        lines = []
+        kernel = self.kernel
+        if kernel is None:
+            lines.append("managed kernel: not started")
+        else:
+            state = "running" if kernel.is_started else "starting"
+            lines.append(
+                f"managed kernel: {state}" + (f" (pid {kernel.pid})" if kernel.pid else "")
+            )
+        if self.pushed:
+            lines.append("data given to the agents: " + ", ".join(self.pushed))
+        if analysis is None:
+            lines.append("no analysis yet: run a %%agents cell")
+            return "\n".join(lines)
+        lines.append(f"analyses in this session: {len(self.analyses)}")
+        lines.append(f"current: {analysis.task.splitlines()[0][:80]}")
+        lines.append(f"phase: {analysis.view.phase}")
+        finished = next((e for e in analysis.events if isinstance(e, RunFinished)), None)
+        if finished is not None:
+            tokens = sum(u.prompt_tokens + u.completion_tokens for u in finished.usage.values())
+            lines.append(f"stop reason: {finished.reason.kind} — {finished.reason.message}")
+            lines.append(
+                f"tokens: {tokens:,}" + (f", cost ${finished.cost:.4f}" if finished.cost else "")
+            )
+        steps = [e for e in analysis.events if isinstance(e, ExecutionFinished) and e.step > 0]
+        if steps:
+            lines.append("steps: " + ", ".join(f"{e.step} {e.execution.status}" for e in steps))
+        elapsed = time.monotonic() - analysis.started
+        lines.append(f"elapsed: {elapsed:.0f} s")
+        settings = analysis.settings
+        lines.append(
+            "settings: "
+            + ", ".join(
+                f"{k}={settings.values[k]!r} ({settings.sources[k]})"
+                for k in ("model", "approve", "max_turns", "step_timeout")
+            )
+        )
+        return "\n".join(lines)
+
+    def stop(self) -> bool:
+        analysis = self.current
+        if analysis is None or not analysis.running:
+            return False
+        analysis.stop.set()
+        return True
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Save the session's analyses as one notebook that re-runs from the top."""
+        from .run import _check_out
+
+        done = [a for a in self.analyses if a.events]
+        if not done:
+            raise ConfigError("nothing to save yet: run a %%agents cell first")
+        if path is None:
+            path = next((a.out for a in reversed(done) if a.out is not None), None)
+        if path is None:
+            slug = re.sub(r"\W+", "-", done[0].task.lower()).strip("-")[:40] or "analysis"
+            path = f"agentnb-{slug}.ipynb"
+        target = _check_out(path)
+        sources: dict[str, str] = {}
+        known: set[str] = set()
+        notebooks = []
+        for analysis in done:
+            sources.update(analysis.data_sources)
+            notebooks.append(build_notebook(analysis.events, data_sources=sources, known=known))
+            known.update(n for e in analysis.events if isinstance(e, RunStarted) for n in e.data)
+        return save_notebook(join_notebooks(notebooks), target)
+
+    def _save_from_button(self) -> str:
+        return str(self.save())
+
+    async def pull(self, name: str) -> str:
+        if self.kernel is None:
+            raise UsageError("no managed kernel yet: run a %%agents cell first")
+        if not name.isidentifier():
+            raise UsageError(f"%agents pull {name}: not a variable name")
+        value = await self.kernel.pull(name)
+        self.shell.user_ns[name] = value
+        return f"{name}: {type(value).__name__} copied from the agents' kernel"
+
+
+class _Watched:
+    """The widget as approver, which stops the run when no frontend shows it.
+
+    A frontend that renders the widget counts its views (``_view_count``); under
+    nbclient or papermill nothing ever does, and an approval would wait forever."""
+
+    def __init__(self, analysis: Analysis, grace: float) -> None:
+        self.analysis = analysis
+        self.grace = grace
+        self.shown = asyncio.Event()
+        analysis.view.widget.observe(self._counted, names="_view_count")
+
+    def _counted(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self.shown.set()
+
+    async def decide(self, request: ApprovalRequest) -> Decision:
+        view = self.analysis.view
+        if view.widget._view_count:
+            self.shown.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.shown.wait(), self.grace)
+        if not self.shown.is_set():
+            what = f"step {request.step}" if request.step else "the final report"
+            self.analysis.headless = (
+                f"no frontend is showing this cell (a headless run under nbclient or "
+                f"papermill?), so nobody can approve {what}; run headless %%agents cells "
+                f"with --approve never"
+            )
+            view.notify("error", self.analysis.headless)
+            return Decision.stop()
+        return await view.decide(request)

@@ -1,0 +1,257 @@
+"""``%load_ext agentnb`` in a real ipykernel, as a notebook's own kernel runs it.
+
+The user's kernel is a real ipykernel process; its cells load the extension and
+run ``%%agents`` cells exactly as a frontend would send them (so the input
+transformer, the async cell and the nested managed kernel are all real). Without
+a frontend nobody renders the widget, which is also how nbclient and papermill
+run a notebook.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from agentnb import Execution, ManagedKernel
+from agentnb.models.server import ScriptedServer
+
+Cell = Callable[[str], Awaitable[Execution]]
+
+STEP = (
+    "Totals per region.\n\n"
+    '```python\ntotals = sales.groupby("region")["revenue"].sum()\ntotals\n```'
+)
+REPORT = "**North** sold most: 30 against 12."
+
+
+def script(tmp_path: Path, analyst: list[str], critic: list[str], name: str = "r.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps({"analyst": analyst, "critic": critic}))
+    return path
+
+
+@pytest.fixture
+async def cell(make_kernel: Callable[..., ManagedKernel], tmp_path: Path) -> Cell:
+    """``await cell(source)``: run a cell in a notebook kernel that loaded agentnb and
+    has a small ``sales`` DataFrame."""
+    notebook = make_kernel(step_timeout=90, cwd=str(tmp_path))
+    await notebook.start()
+
+    async def run(source: str) -> Execution:
+        return await notebook.execute(source)
+
+    setup = await run(
+        "%load_ext agentnb\n"
+        "import pandas as pd\n"
+        "sales = pd.DataFrame({'region': ['North', 'South', 'North'], 'revenue': [10, 12, 20]})"
+    )
+    assert setup.status == "ok", setup.to_model_text()
+    return run
+
+
+def value(execution: Execution) -> object:
+    assert execution.status == "ok", execution.to_model_text()
+    results = [o for o in execution.outputs if o["output_type"] == "execute_result"]
+    return ast.literal_eval(results[-1]["data"]["text/plain"])
+
+
+def usage_error(execution: Execution) -> str:
+    """IPython's one-line usage error (on stderr, no traceback), without its prefix."""
+    assert execution.status == "error"
+    assert not [o for o in execution.outputs if o["output_type"] == "error"]
+    (line,) = [o["text"] for o in execution.outputs if o.get("name") == "stderr"]
+    assert line.startswith("UsageError: ")
+    return line.removeprefix("UsageError: ").strip()
+
+
+def text(execution: Execution) -> str:
+    return "".join(
+        o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in execution.outputs
+    )
+
+
+async def test_an_autonomous_cell_runs_to_its_end_before_the_next_cell(
+    cell: Cell, tmp_path: Path
+) -> None:
+    replies = script(tmp_path, [STEP, REPORT], ["APPROVE", "APPROVE"])
+    ran = await cell(
+        f"%%agents --data sales --approve never --model scripted:{replies}\nWhich region sold most?"
+    )
+    assert ran.status == "ok", ran.to_model_text()
+    widgets = [
+        o for o in ran.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert len(widgets) == 1  # the chat widget, and nothing printed besides
+    # the cell stayed running: the next cell sees the finished run
+    result = value(
+        await cell(
+            "from agentnb import magics\n"
+            "r = magics._session.current.result\n"
+            "(r.stop_reason.kind, r.final_report, [s.status for s in r.steps])"
+        )
+    )
+    assert result == ("approved", REPORT, ["ok"])
+    status = await cell("%agents status")
+    assert "phase: done" in text(status)
+    assert "stop reason: approved" in text(status)
+
+
+async def test_a_follow_up_cell_continues_in_the_same_kernel_and_knows_the_past(
+    cell: Cell, tmp_path: Path
+) -> None:
+    with ScriptedServer(
+        [
+            STEP,
+            "APPROVE",
+            REPORT,
+            "APPROVE",
+            "Share of the total.\n\n```python\n(totals / totals.sum()).round(2)\n```",
+            "APPROVE",
+            "North has 0.71 of the revenue.",
+            "APPROVE",
+        ]
+    ) as server:
+        flags = f"--approve never --model scripted --base-url {server.base_url}"
+        first = await cell(f"%%agents --data sales {flags}\nWhich region sold most?")
+        assert first.status == "ok", first.to_model_text()
+        second = await cell(f"%%agents {flags}\nWhat share of the revenue is that?")
+        assert second.status == "ok", second.to_model_text()
+        # the follow-up's analyst was told what the first analysis found ...
+        follow_up = json.dumps(server.requests[4]["messages"])
+        assert "Which region sold most?" in follow_up
+        assert "North** sold most" in follow_up
+    # ... and its step used `totals`, which the first analysis left in the kernel
+    steps = value(
+        await cell(
+            "from agentnb import magics\n"
+            "[(s.status, s.outputs[0]['data']['text/plain'].split()[:5]) "
+            "for s in magics._session.current.result.steps]"
+        )
+    )
+    assert steps == [("ok", ["region", "North", "0.71", "South", "0.29"])]
+    # --new starts over: a fresh kernel where `totals` does not exist
+    with ScriptedServer(
+        ["Check.\n\n```python\n'totals' in dir()\n```", "APPROVE", "No totals.", "APPROVE"]
+    ) as server:
+        fresh = await cell(
+            f"%%agents --new --approve never --model scripted --base-url {server.base_url}\n"
+            "Is anything left?"
+        )
+        assert fresh.status == "ok", fresh.to_model_text()
+        assert "Earlier in this session" not in json.dumps(server.requests[0]["messages"])
+    left = value(
+        await cell(
+            "from agentnb import magics\n"
+            "magics._session.current.result.steps[0].outputs[0]['data']['text/plain']"
+        )
+    )
+    assert left == "False"
+
+
+@pytest.mark.parametrize(
+    ("line", "body", "message"),
+    [
+        ("--max-turns many", "Q?", "--max-turns: expected a whole number, not 'many'"),
+        ("--approve sometimes", "Q?", "invalid choice: 'sometimes'"),
+        ("--frobnicate", "Q?", "unrecognized arguments: --frobnicate"),
+        (
+            "--data sale",
+            "Q?",
+            "--data sale: no variable of that name in your namespace (did you mean sales?)",
+        ),
+        ("--data sales", "   ", "the cell has no task"),
+        ('--model "unclosed', "Q?", "check the quotes"),
+        ("--out report.txt", "Q?", "must end in .ipynb"),
+    ],
+)
+async def test_bad_flags_give_one_line_and_start_nothing(
+    cell: Cell, line: str, body: str, message: str
+) -> None:
+    ran = await cell(f"%%agents {line}\n{body}")
+    assert (
+        usage_error(ran) == message if message.startswith("--data") else message in usage_error(ran)
+    )
+    assert not [o for o in ran.outputs if o["output_type"] == "display_data"]  # no widget
+    assert value(await cell("from agentnb import magics\nlen(magics._session.analyses)")) == 0
+
+
+async def test_a_missing_key_is_a_usage_error(cell: Cell) -> None:
+    ran = await cell("%%agents --model gpt-4o-mini --approve never\nWhich region sold most?")
+    assert "set the OPENAI_API_KEY environment variable" in usage_error(ran)
+    assert not [o for o in ran.outputs if o["output_type"] == "display_data"]
+    ran = await cell("%%agents --approve never\nWhich region sold most?")
+    assert "no model given: pass --model NAME" in usage_error(ran)
+
+
+async def test_headless_approval_fails_fast_with_a_clear_message(
+    cell: Cell, tmp_path: Path
+) -> None:
+    replies = script(tmp_path, [STEP, REPORT], ["APPROVE", "APPROVE"])
+    await cell("from agentnb import session\nsession.HEADLESS_GRACE = 0.5")
+    ran = await cell(f"%%agents --data sales --model scripted:{replies}\nWhich region sold most?")
+    assert ran.status == "error"
+    error = next(o for o in ran.outputs if o["output_type"] == "error")
+    assert error["ename"] == "AgentsError"
+    assert "nobody can approve step 1" in error["evalue"]
+    assert "--approve never" in error["evalue"]
+    assert len(error["traceback"]) == 1  # one line, not a traceback
+
+
+async def test_configuration_then_flags(cell: Cell, tmp_path: Path) -> None:
+    replies = script(tmp_path, [STEP, REPORT], ["APPROVE", "APPROVE"])
+    ran = await cell(
+        f"%config Agents.model = 'scripted:{replies}'\n"
+        "%config Agents.approve = 'never'\n"
+        "%config Agents.max_turns = 7\n"
+        "import os\nos.environ['AGENTNB_MAX_TURNS'] = '3'\nos.environ['AGENTNB_STEP_TIMEOUT'] = '9'"
+    )
+    assert ran.status == "ok", ran.to_model_text()
+    ran = await cell("%%agents --data sales --step-timeout 11\nWhich region sold most?")
+    assert ran.status == "ok", ran.to_model_text()
+    settings = value(
+        await cell(
+            "from agentnb import magics\n"
+            "s = magics._session.current.settings\n"
+            "[(k, s.values[k], s.sources[k]) for k in ('approve', 'max_turns', 'step_timeout')]"
+        )
+    )
+    assert settings == [
+        ("approve", "never", "%config Agents.approve"),
+        ("max_turns", 7, "%config Agents.max_turns"),
+        ("step_timeout", 11.0, "flag"),
+    ]
+
+
+async def test_pull_save_reset_and_unload(cell: Cell, tmp_path: Path) -> None:
+    replies = script(tmp_path, [STEP, REPORT], ["APPROVE", "APPROVE"])
+    ran = await cell(f"%%agents --data sales --approve never --model scripted:{replies}\nQ?")
+    assert ran.status == "ok", ran.to_model_text()
+    pulled = await cell("%agents pull totals\ntotals.to_dict()")
+    assert value(pulled) == {"North": 30, "South": 12}
+    saved = await cell("%agents save analysis.ipynb")
+    assert "saved" in text(saved)
+    notebook = json.loads((tmp_path / "analysis.ipynb").read_text())
+    code = [c["source"] for c in notebook["cells"] if c["cell_type"] == "code"]
+    # the user's own loading code recreates `sales`, then the step
+    assert "".join(code[0]) == (
+        "import pandas as pd\n\n"
+        "sales = pd.DataFrame({'region': ['North', 'South', 'North'], 'revenue': [10, 12, 20]})"
+    )
+    assert "totals = sales.groupby" in "".join(code[1])
+    assert "nothing_here" in usage_error(await cell("%agents pull nothing_here"))
+    assert "not a subcommand" in usage_error(await cell("%agents frob"))
+
+    pid = value(await cell("from agentnb import magics\nmagics._session.kernel.pid"))
+    assert isinstance(pid, int)
+    await cell("%agents reset")
+    assert value(await cell("len(magics._session.analyses)")) == 0
+    again = await cell("%load_ext agentnb")  # loading twice is harmless
+    assert again.status == "ok"
+    await cell("%unload_ext agentnb")
+    gone = await cell("%%agents --approve never\nQ?")
+    assert gone.status == "error"  # the cell is plain Python again: not valid syntax
+    assert value(await cell("magics._session is None")) is True

@@ -1,0 +1,692 @@
+"""The chat widget: real ipywidgets fed real events, and its buttons clicked as a run
+waits for them. The first half feeds events by hand (no kernel); the second runs
+whole scripted analyses in a real managed kernel with the view as the approver."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from importlib import resources
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+import pytest
+
+from agentnb.approval import ApprovalRequest, Decision
+from agentnb.errors import ConfigError
+from agentnb.events import (
+    AgentThinking,
+    ApprovalDecided,
+    ApprovalRequested,
+    DataReady,
+    Event,
+    ExecutionFinished,
+    ExecutionStarted,
+    MessagePosted,
+    ModelCalled,
+    Notice,
+    RunFinished,
+    RunStarted,
+    TokenDelta,
+)
+from agentnb.messages import Execution, FinalReport, Proposal, Review, StepResult
+from agentnb.models.base import Usage
+from agentnb.models.scripted import ScriptedModel
+from agentnb.termination import StopReason
+from agentnb.ui.view import ChatView
+
+from .conftest import (
+    Start,
+    by_class,
+    cards,
+    classes,
+    click,
+    find_button,
+    no_display_errors,
+    shown,
+    step,
+    walk,
+)
+
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+    )
+).decode()
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- events, by hand -----------------------------------------------------------------------
+
+
+def said(agent: str, text: str, usage: Usage | None = None, cost: float | None = None) -> Event:
+    return ModelCalled(
+        agent=agent,
+        model="test-model",
+        text=text,
+        usage=usage or Usage(100, 20, 1),
+        cost=cost,
+        duration=1.5,
+    )
+
+
+def proposal_turn(number: int, code: str, why: str = "Next step.") -> list[Event]:
+    text = f"{why}\n\n```python\n{code}\n```"
+    return [
+        AgentThinking(agent="analyst", phase="propose", step=number),
+        TokenDelta(agent="analyst", text=why),
+        said("analyst", text),
+        MessagePosted(
+            message=Proposal(sender="analyst", step=number, text=text, rationale=why, code=code)
+        ),
+    ]
+
+
+def review_turn(number: int | None, verdict: str = "approve", words: str = "Fine.") -> list[Event]:
+    phase = "review_step" if number is not None else "review_final"
+    return [
+        AgentThinking(agent="critic", phase=phase, step=number),
+        said("critic", f"{verdict.upper()} {words}"),
+        MessagePosted(message=Review(sender="critic", verdict=verdict, text=words, step=number)),  # type: ignore[arg-type]
+    ]
+
+
+def executed(number: int, code: str, outputs: tuple[dict[str, Any], ...] = ()) -> list[Event]:
+    execution = Execution(
+        code=code, status="ok", outputs=outputs, execution_count=number, duration=0.2
+    )
+    request = ApprovalRequest(kind="step", step=number, text="Next step.", code=code)
+    return [
+        ApprovalRequested(request=request),
+        ApprovalDecided(request=request, decision=Decision.approve()),
+        ExecutionStarted(step=number, code=code),
+        ExecutionFinished(step=number, execution=execution),
+        MessagePosted(message=StepResult(sender="executor", step=number, execution=execution)),
+    ]
+
+
+def finished(kind: str = "approved", message: str = "the final report was approved") -> Event:
+    return RunFinished(reason=StopReason(kind, message), final_report="Done.")  # type: ignore[arg-type]
+
+
+def feed(view: ChatView, events: list[Event]) -> None:
+    for event in events:
+        view.handle(event)
+
+
+def a_step(number: int) -> list[Event]:
+    code = f"x{number} = {number}\nprint(x{number})"
+    out = ({"output_type": "stream", "name": "stdout", "text": f"{number}\n"},)
+    return [*proposal_turn(number, code), *review_turn(number), *executed(number, code, out)]
+
+
+def the_end() -> list[Event]:
+    return [
+        AgentThinking(agent="analyst", phase="propose", step=2),
+        said("analyst", "It is **42**."),
+        MessagePosted(message=FinalReport(sender="analyst", text="It is **42**.")),
+        *review_turn(None),
+        finished(),
+    ]
+
+
+# --- cards -----------------------------------------------------------------------------------
+
+
+def test_turns_become_cards_in_order_and_reviews_sit_in_the_card_they_review() -> None:
+    view = ChatView("What is the answer?")
+    frame = pd.DataFrame({"region": ["South"], "growth": [75.2]})
+    outputs = (
+        {"output_type": "stream", "name": "stdout", "text": "rows: 1\n"},
+        {
+            "output_type": "execute_result",
+            "execution_count": 1,
+            "data": {"text/html": frame._repr_html_(), "text/plain": repr(frame)},
+            "metadata": {},
+        },
+        {"output_type": "display_data", "data": {"image/png": PNG}, "metadata": {}},
+    )
+    code = "summary = sales.describe()\nsummary"
+    feed(
+        view,
+        [
+            RunStarted(
+                task="What is the answer?", models={"analyst": "m", "critic": "m"}, approve="each"
+            ),
+            *proposal_turn(1, code, "Summarise the sales."),
+            *review_turn(1, "approve", "Looks right."),
+            *executed(1, code, outputs),
+            *the_end(),
+        ],
+    )
+    step_card, report_card = cards(view)
+    first = shown(step_card)
+    order = [
+        "analyst",
+        "proposes step 1",
+        "Summarise the sales.",
+        '<span class="n">summary</span>',
+        "critic",
+        "reviews step 1",
+        "agentnb-badge-approve",
+        "Looks right.",
+        "you approved step 1",
+        "agentnb-badge-ok",
+        "rows: 1",
+        '<table class="dataframe">',
+        f'<img src="data:image/png;base64,{PNG}"',
+    ]
+    positions = [first.index(piece) for piece in order]
+    assert positions == sorted(positions)
+    last = shown(report_card)
+    assert "final report" in last
+    assert "<strong>42</strong>" in last
+    assert "reviews the report" in last
+    assert "agentnb-final" in classes(report_card)
+    assert view.phase == "done"
+    assert "the final report was approved" in shown(view.widget)
+    assert by_class(view, "agentnb-end")
+    no_display_errors(view)
+
+
+def test_model_markdown_and_kernel_html_cannot_inject_markup() -> None:
+    view = ChatView("<b>task</b>")
+    evil = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+    feed(view, proposal_turn(1, "print(1)", f"Plan: {evil}"))
+    html_output = {
+        "output_type": "display_data",
+        "data": {"text/html": f"<p>ok</p>{evil}<a href='javascript:alert(3)'>x</a>"},
+        "metadata": {},
+    }
+    feed(view, executed(1, "print(1)", (html_output,)))
+    everything = shown(view.widget)
+    tags = re.findall(r"<[^>]*>", everything)
+    for bad in ("onerror", "<script", "javascript:", "<b>"):
+        assert not [tag for tag in tags if bad in tag], bad
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in everything  # the model's words, as text
+    assert "<p>ok</p>" in everything  # the kernel's harmless HTML stays
+
+
+def test_a_revised_proposal_supersedes_the_first_one() -> None:
+    view = ChatView("t")
+    feed(
+        view, [*proposal_turn(1, "print('wrong')"), *review_turn(1, "revise", "Use the net price.")]
+    )
+    feed(view, a_step(1))
+    first, second = cards(view)
+    assert "agentnb-superseded" in classes(first)
+    assert "agentnb-badge-revise" in shown(first)
+    assert "revises step 1" in shown(second)
+    assert "agentnb-superseded" not in classes(second)
+
+
+def test_the_data_loading_step_is_one_compact_line() -> None:
+    view = ChatView("t")
+    loader = Execution(code="load", status="ok", outputs=(), execution_count=1, duration=0.4)
+    feed(
+        view,
+        [
+            RunStarted(task="t", models={"analyst": "m"}, approve="never", data=("sales",)),
+            ExecutionStarted(step=0, code="load"),
+        ],
+    )
+    assert "loading sales" in shown(view.widget)
+    assert view.phase == "loading the data"
+    feed(
+        view,
+        [
+            ExecutionFinished(step=0, execution=loader),
+            DataReady(names=("sales",), summary="### sales: DataFrame, 3 rows"),
+        ],
+    )
+    (card,) = cards(view)
+    assert "agentnb-compact" in classes(card)
+    assert "loaded sales" in shown(card)
+    assert "<details" in shown(card)  # folded away
+    assert "3 rows" in shown(card)
+
+
+def test_a_reply_outside_the_protocol_stays_visible_with_the_notice_and_is_dimmed() -> None:
+    view = ChatView("t")
+    feed(
+        view,
+        [
+            AgentThinking(agent="analyst", phase="propose", step=1),
+            said("analyst", "Sure! Happy to help."),
+            Notice(
+                level="warning",
+                text="analyst's reply did not follow the protocol; asking again",
+                agent="analyst",
+            ),
+            *proposal_turn(1, "print(1)"),
+        ],
+    )
+    slipped, proposed = cards(view)
+    assert "Happy to help." in shown(slipped)
+    assert "did not follow the protocol" in shown(slipped)
+    assert "agentnb-superseded" in classes(slipped)
+    assert "proposes step 1" in shown(proposed)
+
+
+def test_a_speaker_choice_is_one_line_and_a_silent_stop_says_no_reply() -> None:
+    view = ChatView("t")
+    feed(
+        view,
+        [
+            AgentThinking(agent="selector", phase="select", step=1),
+            said("selector", "analyst"),
+            AgentThinking(agent="analyst", phase="propose", step=1),
+            finished("user_stop", "stopped by the user"),
+        ],
+    )
+    choice, silent = cards(view)
+    assert "chose analyst" in shown(choice)
+    assert "agentnb-compact" in classes(choice)
+    assert "no reply" in shown(silent)
+    assert "thinking" not in shown(silent)
+
+
+def test_notices_feedback_and_inserted_cells_are_small_lines() -> None:
+    view = ChatView("t")
+    feed(view, a_step(1))
+    view.handle(Notice(level="warning", text="the model server is slow; retrying"))
+    view.notify("warning", "cells were not inserted: no front-end extension")
+    view.step_inserted(1, "cell-123")
+    everything = shown(view.widget)
+    assert "the model server is slow; retrying" in everything
+    assert "cells were not inserted" in everything
+    assert "inserted as a cell below" in shown(cards(view)[0])
+
+
+def test_a_display_bug_becomes_an_error_line_and_never_reaches_the_run() -> None:
+    view = ChatView("t")
+    broken = Proposal(sender="analyst", step=1, text="x", rationale="x", code=None)  # type: ignore[arg-type]
+    view.handle(MessagePosted(message=broken))  # must not raise
+    assert "could not show a MessagePosted event" in shown(view.widget)
+    feed(view, a_step(2))  # and the view goes on
+    assert "you approved step 2" in shown(view.widget)
+
+
+# --- streaming ---------------------------------------------------------------------------------
+
+
+def test_streamed_text_is_throttled_per_card() -> None:
+    clock = Clock()
+    view = ChatView("t", throttle=0.1, clock=clock)
+    view.handle(AgentThinking(agent="analyst", phase="propose", step=1))
+    (card,) = cards(view)
+    turn = card.children[0]
+    values: list[str] = []
+    turn.observe(lambda change: values.append(change["new"]), names="value")
+    words = [f"word{i} " for i in range(100)]
+    for word in words:  # 100 chunks over one second
+        view.handle(TokenDelta(agent="analyst", text=word))
+        clock.now += 0.01
+    assert 9 <= len(values) <= 11, len(values)
+    assert "word0" in values[0]  # the first words show at once
+    assert "word99" not in turn.value  # the last ones wait for the next flush
+    view.handle(said("analyst", "".join(words)))
+    assert "word99" in turn.value
+
+
+def test_a_streaming_card_only_updates_itself() -> None:
+    clock = Clock()
+    view = ChatView("t", clock=clock)
+    feed(view, a_step(1))
+    earlier = [w for w in walk(cards(view)[0]) if isinstance(w, widgets.HTML)]
+    changes: list[str] = []
+    for w in earlier:
+        w.observe(lambda change: changes.append(change["new"]), names="value")
+    view.handle(AgentThinking(agent="analyst", phase="propose", step=2))
+    for i in range(20):
+        view.handle(TokenDelta(agent="analyst", text=f"w{i} "))
+        clock.now += 0.2
+    assert changes == []
+
+
+async def test_a_buffered_chunk_is_flushed_by_the_loop_without_another_event() -> None:
+    view = ChatView("t", throttle=0.05)
+    view.handle(AgentThinking(agent="analyst", phase="propose", step=1))
+    view.handle(TokenDelta(agent="analyst", text="first "))
+    view.handle(TokenDelta(agent="analyst", text="second"))
+    assert "first" in shown(view.widget)
+    assert "second" not in shown(view.widget)
+    await asyncio.sleep(0.2)
+    assert "second" in shown(view.widget)
+    view.handle(finished("user_stop", "stopped by the user"))
+
+
+def test_the_whole_reply_replaces_what_was_streamed() -> None:
+    view = ChatView("t", clock=Clock())
+    view.handle(AgentThinking(agent="analyst", phase="propose", step=1))
+    view.handle(TokenDelta(agent="analyst", text="a partial answer that was retr"))
+    feed(view, proposal_turn(1, "print('final')", "The real plan.")[2:])
+    (card,) = cards(view)
+    assert "retr" not in shown(card)
+    assert "The real plan." in shown(card)
+
+
+# --- the header ------------------------------------------------------------------------------
+
+
+def test_the_header_shows_the_phase_in_words() -> None:
+    view = ChatView("t")
+    assert view.phase == "starting"
+    view.handle(AgentThinking(agent="analyst", phase="propose", step=1))
+    assert view.phase == "analyst thinking"
+    feed(view, proposal_turn(1, "print(1)")[1:])
+    view.handle(AgentThinking(agent="critic", phase="review_step", step=1))
+    assert view.phase == "critic reviewing step 1"
+    feed(view, review_turn(1)[1:])
+    request = ApprovalRequest(kind="step", step=1, text="", code="print(1)")
+    view.handle(ApprovalRequested(request=request))
+    assert view.phase == "awaiting your approval"
+    view.handle(ApprovalDecided(request=request, decision=Decision.approve()))
+    view.handle(ExecutionStarted(step=1, code="print(1)"))
+    assert view.phase == "running step 1"
+    assert "running step 1" in shown(by_class(view, "agentnb-phase")[0])
+    view.handle(finished("user_stop", "stopped by the user at step 2"))
+    assert view.phase == "stopped"
+    header = shown(by_class(view, "agentnb-header")[0])
+    assert "stopped by the user at step 2" in header
+
+
+def test_a_failed_run_says_why() -> None:
+    view = ChatView("t")
+    view.handle(finished("model_error", "the model endpoint refused the key"))
+    assert view.phase == "failed"
+    assert "the model endpoint refused the key" in shown(by_class(view, "agentnb-header")[0])
+    assert find_button(view, "Stop") is None  # nothing left to stop
+
+
+def test_a_run_that_never_finished_can_be_closed_with_a_reason() -> None:
+    view = ChatView("t")
+    view.close("--model: no model given")
+    assert view.phase == "failed"
+    assert "--model: no model given" in shown(by_class(view, "agentnb-header")[0])
+    assert find_button(view, "Stop") is None
+    finished_view = ChatView("t")
+    finished_view.handle(finished())
+    finished_view.close("ignored")
+    assert finished_view.phase == "done"
+
+
+def test_tokens_and_cost_per_agent_update_live() -> None:
+    view = ChatView("t")
+    usage = by_class(view, "agentnb-usage")[0]
+    assert "no model calls yet" in usage.value
+    view.handle(said("analyst", "a", Usage(100, 20, 1, estimated=True), cost=None))
+    view.handle(said("analyst", "b", Usage(200, 30, 1, estimated=True), cost=None))
+    view.handle(said("critic", "c", Usage(50, 5, 1), cost=0.002))
+    assert "analyst</span> ~350 tokens · —" in usage.value
+    assert "critic</span> 55 tokens · $0.0020" in usage.value
+    view.handle(
+        RunFinished(
+            reason=StopReason("approved", "done"),
+            final_report="x",
+            usage={"analyst": Usage(1000, 100, 3), "critic": Usage(10, 1, 1)},
+            costs={"analyst": 0.5, "critic": 0.25},
+        )
+    )
+    assert "analyst</span> 1,100 tokens · $0.5000" in usage.value
+    assert "total 1,111 tokens · $0.7500" in usage.value
+
+
+def test_elapsed_time_comes_from_the_clock() -> None:
+    clock = Clock()
+    view = ChatView("t", clock=clock)
+    clock.now += 75
+    view.handle(AgentThinking(agent="analyst", phase="propose", step=1))
+    assert "1 min 15 s" in shown(by_class(view, "agentnb-phase")[0])
+    view.handle(finished())
+    clock.now += 600  # the clock stops with the run
+    view.handle(Notice(level="info", text="late"))
+    assert "1 min 15 s" in shown(by_class(view, "agentnb-phase")[0])
+
+
+def test_save_shows_the_path_or_the_error() -> None:
+    view = ChatView("t")
+    assert find_button(view, "Save") is None  # hidden until the magic wires it
+    paths = iter(["/tmp/analysis.ipynb"])
+
+    def save() -> str:
+        for path in paths:
+            return path
+        raise ConfigError("--out x.txt: the analysis notebook's name must end in .ipynb")
+
+    view.on_save = save
+    button = find_button(view, "Save")
+    assert button is not None
+    button.click()
+    assert "saved to /tmp/analysis.ipynb" in shown(view.widget)
+    button.click()
+    assert "must end in .ipynb" in shown(view.widget)
+
+
+# --- approvals, without a kernel ------------------------------------------------------------
+
+
+async def _waiting(view: ChatView, request: ApprovalRequest) -> asyncio.Task[Decision]:
+    task = asyncio.ensure_future(view.decide(request))
+    await asyncio.sleep(0)
+    return task
+
+
+async def test_approve_resolves_and_takes_the_buttons_away() -> None:
+    view = ChatView("t")
+    feed(view, [*proposal_turn(1, "print(1)"), *review_turn(1)])
+    task = await _waiting(view, ApprovalRequest(kind="step", step=1, text="", code="print(1)"))
+    assert view.phase == "awaiting your approval"
+    (card,) = cards(view)
+    panel = by_class(view, "agentnb-approval")
+    assert len(panel) == 1
+    assert panel[0] in list(walk(card))  # on the card it is about
+    labels = [w.description for w in walk(panel[0]) if isinstance(w, widgets.Button)]
+    assert labels == ["Approve & run", "Edit", "Reject", "Stop"]
+    button = find_button(view, "Approve & run")
+    button.click()
+    button.click()  # a second click before the first is taken changes nothing
+    assert await task == Decision.approve()
+    assert by_class(view, "agentnb-approval") == []
+    assert "you approved step 1" in shown(card)
+
+
+async def test_edit_returns_the_edited_code() -> None:
+    view = ChatView("t")
+    feed(view, proposal_turn(1, "print('as proposed')"))
+    task = await _waiting(
+        view, ApprovalRequest(kind="step", step=1, text="", code="print('as proposed')")
+    )
+    await click(view, "Edit")
+    (editor,) = [w for w in walk(view.widget) if isinstance(w, widgets.Textarea)]
+    assert editor.value == "print('as proposed')"
+    editor.value = "print('mine')"
+    await click(view, "Run edited")
+    assert await task == Decision.edit("print('mine')")
+
+
+async def test_reject_returns_the_feedback() -> None:
+    view = ChatView("t")
+    feed(view, proposal_turn(1, "print(1)"))
+    task = await _waiting(view, ApprovalRequest(kind="step", step=1, text="", code="print(1)"))
+    await click(view, "Reject")
+    (box,) = [w for w in walk(view.widget) if isinstance(w, widgets.Textarea)]
+    box.value = "Use a log scale."
+    await click(view, "Send feedback")
+    assert await task == Decision.reject("Use a log scale.")
+    assert "you rejected step 1" in shown(view.widget)
+    assert "Use a log scale." in shown(view.widget)
+
+
+async def test_the_final_report_is_accepted_or_sent_back() -> None:
+    view = ChatView("t")
+    view.handle(MessagePosted(message=FinalReport(sender="analyst", text="It is 42.")))
+    request = ApprovalRequest(kind="final", step=None, text="It is 42.")
+    task = await _waiting(view, request)
+    labels = [
+        w.description
+        for w in walk(by_class(view, "agentnb-approval")[0])
+        if isinstance(w, widgets.Button)
+    ]
+    assert labels == ["Accept", "Reject", "Stop"]
+    await click(view, "Accept")
+    assert await task == Decision.approve()
+
+
+async def test_a_request_with_no_card_gets_one() -> None:
+    view = ChatView("t")
+    task = await _waiting(
+        view, ApprovalRequest(kind="step", step=4, text="Plot it.", code="df.plot()")
+    )
+    (card,) = cards(view)
+    assert "Plot it." in shown(card)
+    assert '<span class="n">plot</span>' in shown(card)
+    await click(view, "Stop", "agentnb-stop-run")
+    assert await task == Decision.stop()
+
+
+async def test_a_cancelled_wait_takes_the_buttons_away() -> None:
+    view = ChatView("t")
+    feed(view, proposal_turn(1, "print(1)"))
+    task = await _waiting(view, ApprovalRequest(kind="step", step=1, text="", code="print(1)"))
+    assert find_button(view, "Approve & run") is not None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert find_button(view, "Approve & run") is None
+    assert by_class(view, "agentnb-approval") == []
+
+
+async def test_the_header_stop_answers_a_waiting_approval_and_tells_the_magic() -> None:
+    view = ChatView("t")
+    stops: list[bool] = []
+    view.on_stop = lambda: stops.append(True)
+    feed(view, proposal_turn(1, "print(1)"))
+    task = await _waiting(view, ApprovalRequest(kind="step", step=1, text="", code="print(1)"))
+    await click(view, "Stop", "agentnb-stop")
+    assert await task == Decision.stop()
+    assert stops == [True]
+
+
+# --- a long conversation ---------------------------------------------------------------------
+
+
+def test_a_hundred_step_conversation_renders() -> None:
+    view = ChatView("A long analysis", clock=Clock())
+    feed(view, a_step(1))
+    first = cards(view)[0]
+    touched: list[Any] = []
+    for w in walk(first):
+        w.observe(lambda change: touched.append(change), names=["value", "children"])
+    for number in range(2, 101):
+        feed(view, a_step(number))
+    feed(view, the_end())
+    assert touched == []  # an old card is never rendered again
+    all_cards = cards(view)
+    assert len(all_cards) == 101
+    assert "proposes step 100" in shown(all_cards[99])
+    assert "you approved step 100" in shown(all_cards[99])
+    assert "final report" in shown(all_cards[100])
+    assert "100 steps ran" in shown(by_class(view, "agentnb-end")[0])
+    no_display_errors(view)
+
+
+# --- whole runs in a real kernel ---------------------------------------------------------------
+
+DEMO = resources.files("agentnb") / "demo"
+
+
+async def test_the_demo_analysis_approved_click_by_click(start: Start) -> None:
+    run = await start(  # the replies and data of `agentnb demo`
+        task="Which region grew fastest in 2024?",
+        model=ScriptedModel(str(DEMO / "replies.yaml")),
+        data=str(DEMO / "sales.csv"),
+    )
+    for _ in range(3):
+        await click(run.view, "Approve & run")
+    await click(run.view, "Accept")
+    result = await run.result()
+    assert result.ok, result.stop_reason
+    view = run.view
+    assert view.phase == "done"
+    names = [shown(card).split('class="agentnb-agent">')[1].split("<")[0] for card in cards(view)]
+    assert names == ["data", "analyst", "analyst", "analyst", "analyst", "analyst"]
+    everything = shown(view.widget)
+    assert "loaded sales" in everything
+    assert everything.count("you approved step") == 3
+    assert "you accepted the report" in everything
+    assert everything.count('<table class="dataframe">') >= 3  # head, monthly, summary
+    assert '<img src="data:image/png;base64,' in everything  # the monthly chart
+    assert "South grew fastest in 2024." in everything
+    header = shown(by_class(view, "agentnb-header")[0])
+    assert "analyst</span> ~" in header  # scripted replies: estimated tokens
+    assert "critic</span> ~" in header
+    assert find_button(view, "Approve & run") is None
+    no_display_errors(view)
+
+
+async def test_edited_code_is_what_runs(start: Start) -> None:
+    run = await start(
+        {"analyst": [step("print('as proposed')"), "Done."], "critic": ["APPROVE", "APPROVE"]}
+    )
+    await click(run.view, "Edit")
+    await asyncio.sleep(0)
+    (editor,) = [w for w in walk(run.view.widget) if isinstance(w, widgets.Textarea)]
+    editor.value = "print('edited in the widget')"
+    await click(run.view, "Run edited")
+    await click(run.view, "Accept")
+    result = await run.result()
+    (only,) = result.steps
+    assert only.code == "print('edited in the widget')"
+    assert only.execution.stdout == "edited in the widget\n"
+    card = shown(cards(run.view)[0])
+    assert "you edited step 1" in card
+    assert "your edit, as it ran" in card
+    assert "edited in the widget" in card
+
+
+async def test_rejection_feedback_reaches_the_analyst(start: Start) -> None:
+    run = await start(
+        {
+            "analyst": [step("print('linear')"), step("print('log')"), "Done."],
+            "critic": ["APPROVE", "APPROVE", "APPROVE"],
+        }
+    )
+    await click(run.view, "Reject")
+    await asyncio.sleep(0)
+    (box,) = [w for w in walk(run.view.widget) if isinstance(w, widgets.Textarea)]
+    box.value = "Use a log scale instead."
+    await click(run.view, "Send feedback")
+    await click(run.view, "Approve & run")
+    await click(run.view, "Accept")
+    result = await run.result()
+    assert [s.code for s in result.steps] == ["print('log')"]
+    assert "Use a log scale instead." in run.prompts("analyst")[1]
+    rejected, ran, _report = cards(run.view)
+    assert "you rejected step 1" in shown(rejected)
+    assert "Use a log scale instead." in shown(rejected)
+    assert "agentnb-superseded" in classes(rejected)
+    assert "revises step 1" in shown(ran)
+
+
+async def test_stop_ends_the_run_as_the_users_choice(start: Start) -> None:
+    run = await start({"analyst": [step("print('never')")], "critic": ["APPROVE"]})
+    await click(run.view, "Stop", "agentnb-stop-run")
+    result = await run.result()
+    assert result.stop_reason.kind == "user_stop"
+    assert result.steps == ()
+    assert run.view.phase == "stopped"
+    assert "you stopped the run at step 1" in shown(run.view.widget)
+    assert find_button(run.view, "Approve & run") is None

@@ -1,0 +1,115 @@
+// The few JupyterLab types this extension uses, declared here instead of
+// installing the @jupyterlab packages: the host application provides them at
+// run time (shared singletons, never bundled), and the npm registry does not
+// always carry every package of the newest JupyterLab release. The shapes follow
+// JupyterLab 4's public API, trimmed to what src/index.ts touches.
+
+declare module '@jupyterlab/services' {
+  export type JSONValue =
+    | string
+    | number
+    | boolean
+    | null
+    | JSONValue[]
+    | { [key: string]: JSONValue };
+  export type JSONObject = { [key: string]: JSONValue };
+
+  export namespace KernelMessage {
+    interface IHeader {
+      msg_id: string;
+      msg_type: string;
+      session: string;
+      username: string;
+    }
+    interface IMessage<C> {
+      header: IHeader;
+      parent_header: IHeader | Record<string, never>;
+      metadata: JSONObject;
+      content: C;
+    }
+    type ICommOpenMsg = IMessage<{
+      comm_id: string;
+      target_name: string;
+      data: JSONObject;
+    }>;
+    type ICommMsgMsg = IMessage<{ comm_id: string; data: JSONObject }>;
+    type ICommCloseMsg = IMessage<{ comm_id: string; data: JSONObject }>;
+  }
+
+  export namespace Kernel {
+    interface IComm {
+      readonly commId: string;
+      readonly isDisposed: boolean;
+      onMsg: (msg: KernelMessage.ICommMsgMsg) => void | PromiseLike<void>;
+      onClose: (msg: KernelMessage.ICommCloseMsg) => void | PromiseLike<void>;
+      send(data: JSONObject): unknown;
+      close(data?: JSONObject): unknown;
+    }
+    interface IKernelConnection {
+      /** The `session` of every message this connection sends. */
+      readonly clientId: string;
+      registerCommTarget(
+        targetName: string,
+        callback: (
+          comm: IComm,
+          msg: KernelMessage.ICommOpenMsg
+        ) => void | PromiseLike<void>
+      ): void;
+    }
+  }
+}
+
+declare module '@jupyterlab/notebook' {
+  import type { Kernel } from '@jupyterlab/services';
+
+  interface ISignal<T, U> {
+    connect(slot: (sender: T, args: U) => void): boolean;
+    disconnect(slot: (sender: T, args: U) => void): boolean;
+  }
+  interface Token<T> {
+    readonly name: string;
+    /** Never set: ties the token to the type it resolves to. */
+    readonly _type?: T;
+  }
+
+  /** A cell of the collaborative notebook document (@jupyter/ydoc). */
+  export interface ISharedCell {
+    readonly id: string;
+    getMetadata(key?: string): unknown;
+  }
+  export interface ISharedNotebook {
+    readonly cells: readonly ISharedCell[];
+    insertCell(index: number, cell: Record<string, unknown>): ISharedCell;
+  }
+  export interface INotebookModel {
+    readonly sharedModel: ISharedNotebook;
+  }
+  export interface ISessionContext {
+    readonly session: { readonly kernel: Kernel.IKernelConnection | null } | null;
+    readonly kernelChanged: ISignal<ISessionContext, unknown>;
+  }
+  export interface NotebookPanel {
+    readonly model: INotebookModel | null;
+    readonly sessionContext: ISessionContext;
+    readonly disposed: ISignal<NotebookPanel, void>;
+  }
+  export interface INotebookTracker {
+    readonly widgetAdded: ISignal<INotebookTracker, NotebookPanel>;
+    forEach(fn: (panel: NotebookPanel) => void): void;
+  }
+  export const INotebookTracker: Token<INotebookTracker>;
+}
+
+declare module '@jupyterlab/application' {
+  export interface JupyterFrontEnd {
+    /** "JupyterLab" in Lab, "Jupyter Notebook" in Notebook 7. */
+    readonly name: string;
+  }
+  export interface JupyterFrontEndPlugin<T> {
+    id: string;
+    description?: string;
+    autoStart?: boolean;
+    requires?: unknown[];
+    activate: (app: JupyterFrontEnd, ...args: any[]) => T;
+  }
+}
