@@ -10,8 +10,9 @@ run a notebook.
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,16 @@ import pytest
 from agentnb import Execution, ManagedKernel
 from agentnb.models.server import ScriptedServer
 
-Cell = Callable[[str], Awaitable[Execution]]
+
+class Cell:
+    """``await cell(source)`` runs a cell in the notebook's kernel (``cell.kernel``)."""
+
+    def __init__(self, kernel: ManagedKernel) -> None:
+        self.kernel = kernel
+
+    async def __call__(self, source: str) -> Execution:
+        return await self.kernel.execute(source)
+
 
 STEP = (
     "Totals per region.\n\n"
@@ -40,10 +50,7 @@ async def cell(make_kernel: Callable[..., ManagedKernel], tmp_path: Path) -> Cel
     has a small ``sales`` DataFrame."""
     notebook = make_kernel(step_timeout=90, cwd=str(tmp_path))
     await notebook.start()
-
-    async def run(source: str) -> Execution:
-        return await notebook.execute(source)
-
+    run = Cell(notebook)
     setup = await run(
         "%load_ext agentnb\n"
         "import pandas as pd\n"
@@ -255,3 +262,51 @@ async def test_pull_save_reset_and_unload(cell: Cell, tmp_path: Path) -> None:
     gone = await cell("%%agents --approve never\nQ?")
     assert gone.status == "error"  # the cell is plain Python again: not valid syntax
     assert value(await cell("magics._session is None")) is True
+
+
+SLOW = "Wait.\n\n```python\nimport time\ntime.sleep(60)\n```"
+
+
+async def test_an_interrupt_stops_the_run_and_the_managed_kernel(
+    cell: Cell, tmp_path: Path
+) -> None:
+    replies = script(tmp_path, [SLOW, REPORT], ["APPROVE", "APPROVE"])
+    running = asyncio.ensure_future(
+        cell(f"%%agents --data sales --approve never --model scripted:{replies}\nWait a while.")
+    )
+    await asyncio.sleep(4)  # the step is sleeping in the managed kernel by now
+    assert not running.done()
+    await cell.kernel.interrupt()
+    ran = await asyncio.wait_for(running, 30)
+    assert ran.status == "interrupted"  # as the notebook kernel's client saw it
+    (error,) = [o for o in ran.outputs if o["output_type"] == "error"]
+    assert error["ename"] == "AgentsStopped"
+    assert len(error["traceback"]) == 1
+    outcome = value(
+        await cell(
+            "from agentnb import magics\n"
+            "r = magics._session.current.result\n"
+            "(r.stop_reason.kind, [s.status for s in r.steps])"
+        )
+    )
+    assert outcome == ("user_stop", ["interrupted"])
+
+
+async def test_background_returns_at_once_and_stop_ends_the_run(cell: Cell, tmp_path: Path) -> None:
+    replies = script(tmp_path, [SLOW, REPORT], ["APPROVE", "APPROVE"])
+    started = await cell(
+        f"%%agents --background --data sales --approve never --model scripted:{replies}\nWait."
+    )
+    assert started.status == "ok", started.to_model_text()
+    await asyncio.sleep(3)
+    assert "phase: running step 1" in text(await cell("%agents status"))
+    assert "stopped" in text(await cell("%agents stop"))
+    outcome = value(
+        await cell(
+            "from agentnb import magics\n"
+            "r = magics._session.current.result\n"
+            "(r.stop_reason.kind, [s.status for s in r.steps])"
+        )
+    )
+    assert outcome == ("user_stop", ["interrupted"])
+    assert "no analysis is running" in text(await cell("%agents stop"))
