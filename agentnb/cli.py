@@ -24,6 +24,7 @@ from rich.markdown import Markdown
 from rich.rule import Rule
 from rich.text import Text
 
+from . import demo
 from .errors import AgentnbError
 from .flags import DEFAULTS, FlagParser, HelpShown, UsageError, add_run_flags, split_names
 
@@ -165,7 +166,7 @@ def _run(
     return EXIT_OK if result.ok else EXIT_NO_ANSWER
 
 
-DEMO_TASK = "Which region grew fastest in 2024? Plot monthly revenue per region."
+DEMO_TASK = demo.TASK
 
 _REAL_MODEL_HINT = (
     "The replies above were scripted ({script}). To run your own analysis with a real model:\n"
@@ -182,12 +183,9 @@ def _demo(
     err: Console,
     input_fn: Callable[[str], str] | None,
 ) -> int:
-    from importlib import resources
-
     from .models.scripted import ScriptedModel
 
-    folder = resources.files("agentnb") / "demo"
-    script = str(folder / "replies.yaml")
+    script = str(demo.REPLIES)
     err.print(
         Text(
             "agentnb demo: the analyst's and the critic's replies are scripted; the code, "
@@ -199,7 +197,7 @@ def _demo(
     model = ScriptedModel(script, chunk_delay=0.004 if err.is_terminal else 0.0)
     run_args = argparse.Namespace(
         task=DEMO_TASK,
-        data=[str(folder / "sales.csv")],
+        data=[str(demo.SALES)],
         model=model,
         analyst_model=None,
         critic_model=None,

@@ -64,6 +64,9 @@ def decode_pull(meta: Mapping[str, Any], buffers: Sequence[Any]) -> Any:
     kind = meta.get("kind")
     payload = buffers[0] if buffers else b""
     if kind in ("dataframe", "series"):
+        # registers pandas' Arrow extension types (periods, intervals); they are plain
+        # data, and without them a PeriodIndex comes back as integers
+        import pandas.core.arrays.arrow.extension_types  # noqa: F401
         import pyarrow as pa
 
         try:

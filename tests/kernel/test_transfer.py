@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -179,3 +180,23 @@ async def test_a_value_that_kills_the_kernel_on_restore_is_dropped(
         await kernel.restart()
     result = await kernel.execute("('trap' in dir(), sales)")
     assert result.outputs[0]["data"]["text/plain"] == "(False, [1, 2])"
+
+
+def test_periods_come_back_as_periods_in_a_fresh_process() -> None:
+    # a fresh interpreter: pandas registers its Arrow period type only when asked to,
+    # and the test process may have done that already
+    code = (
+        "import asyncio\n"
+        "from agentnb import KernelConfig, ManagedKernel\n"
+        "async def main():\n"
+        "    async with ManagedKernel(KernelConfig(preload=())) as k:\n"
+        '        await k.execute("import pandas as pd\\n'
+        "m = pd.Series([1, 2], index=pd.period_range('2024-01', periods=2, freq='M'))\")\n"
+        "        m = await k.pull('m')\n"
+        "        print(m.index.dtype, list(m.index.astype(str)))\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "period[M] ['2024-01', '2024-02']"
