@@ -11,6 +11,7 @@ The kernel's half lives in :mod:`agentnb.kernel.inside`.
 
 from __future__ import annotations
 
+import importlib
 import json
 import keyword
 import pickle
@@ -64,10 +65,11 @@ def decode_pull(meta: Mapping[str, Any], buffers: Sequence[Any]) -> Any:
     kind = meta.get("kind")
     payload = buffers[0] if buffers else b""
     if kind in ("dataframe", "series"):
+        import pyarrow as pa
+
         # registers pandas' Arrow extension types (periods, intervals); they are plain
         # data, and without them a PeriodIndex comes back as integers
-        import pandas.core.arrays.arrow.extension_types  # noqa: F401
-        import pyarrow as pa
+        importlib.import_module("pandas.core.arrays.arrow.extension_types")
 
         try:
             table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
