@@ -75,7 +75,9 @@ def _prepare(line: str, body: str) -> Analysis | None:
 def _show(analysis: Analysis) -> None:
     from IPython.display import display
 
-    display(analysis.view.widget)  # type: ignore[no-untyped-call]
+    analysis.display = display(  # type: ignore[no-untyped-call]
+        _get_session().bundle(analysis), raw=True, display_id=True
+    )
 
 
 async def _start(analysis: Analysis) -> None:

@@ -236,6 +236,8 @@ class Analysis:
     background: bool = False
     headless: str | None = None
     """Why the run stopped for want of a frontend (nbclient, papermill), if it did."""
+    display: Any = None
+    """The cell's display handle, updated with the outcome when the run ends."""
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -450,6 +452,8 @@ class Session:
                 analysis.view.notify("error", f"could not save {analysis.out}: {exc}")
             else:
                 analysis.view.notify("info", f"analysis notebook saved: {path}")
+        if analysis.display is not None:
+            analysis.display.update(self.bundle(analysis), raw=True)
         writer = analysis.writer
         if writer is not None:
             await writer.ready()  # settles 'unavailable' (and tells the user) if it was
@@ -464,6 +468,26 @@ class Session:
         await asyncio.wait([analysis.handle], timeout=within)
 
     # --- subcommands -----------------------------------------------------------------
+
+    def bundle(self, analysis: Analysis) -> dict[str, Any]:
+        """The cell's display: the live widget, and for anything that cannot show
+        widgets (papermill reports, GitHub, nbviewer) the task, how it ended and the
+        final report as markdown and text."""
+        bundle: dict[str, Any] = dict(analysis.view.widget._repr_mimebundle_())
+        finished = next((e for e in analysis.events if isinstance(e, RunFinished)), None)
+        title = analysis.task.strip().splitlines()[0]
+        if finished is None:
+            state = f"{analysis.view.phase} (open the notebook in Jupyter to follow it)"
+        else:
+            state = f"{finished.reason.kind}: {finished.reason.message}"
+        report = finished.final_report if finished is not None else None
+        bundle["text/plain"] = "\n\n".join(
+            part for part in (f"agentnb: {title}", state, report) if part
+        )
+        bundle["text/markdown"] = "\n\n".join(
+            part for part in (f"**agentnb**: {title}", f"*{state}*", report) if part
+        )
+        return bundle
 
     def status(self) -> str:
         analysis = self.current

@@ -93,6 +93,11 @@ async def test_an_autonomous_cell_runs_to_its_end_before_the_next_cell(
         o for o in ran.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
     assert len(widgets) == 1  # the chat widget, and nothing printed besides
+    # where widgets cannot render (papermill reports, GitHub), the outcome and the report
+    markdown = widgets[0]["data"]["text/markdown"]
+    assert markdown.startswith("**agentnb**: Which region sold most?")
+    assert "*approved: " in markdown
+    assert markdown.endswith(REPORT)
     # the cell stayed running: the next cell sees the finished run
     result = value(
         await cell(
