@@ -96,6 +96,8 @@ class CellWriter:
             inserted (no extension, no answer, a failed insert).
         ready_timeout: seconds to wait for the frontend's answer after
             :meth:`open` before giving up (headless runs never answer).
+        on_inserted: called with the step number and the new cell's id when the
+            frontend inserted a step.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class CellWriter:
         anchor: str | None,
         on_status: Callable[[str], None] | None = None,
         ready_timeout: float = 5.0,
+        on_inserted: Callable[[int, str], None] | None = None,
     ) -> None:
         self.run_id = run_id
         self.anchor = anchor
@@ -113,6 +116,8 @@ class CellWriter:
         self.inserted: dict[str, str] = {}  # key -> id of the cell it landed in
         self.errors: list[str] = []
         self._on_status = on_status
+        self._on_inserted = on_inserted
+        self._steps: dict[str, int] = {}
         self._ready_timeout = ready_timeout
         self._comm: BaseComm | None = None
         self._queued: list[dict[str, Any]] = []
@@ -161,8 +166,15 @@ class CellWriter:
             "execution_count": None,
             "source": code,
             "outputs": [dict(output) for output in outputs],
-            "metadata": {"agentnb": {**metadata, "key": key, "run_id": self.run_id, "step": step}},
+            "metadata": {
+                "agentnb": {**metadata, "key": key, "run_id": self.run_id, "step": step},
+                # the outputs are those of code the user approved, as if run by hand; an
+                # untrusted cell would make the frontend refuse to sign the whole notebook
+                # on save, and its widgets would not render when it is opened again
+                "trusted": True,
+            },
         }
+        self._steps[key] = step
         message = {"action": "insert", "key": key, "cell": cell}
         if self.state == "active" and self._comm is not None:
             self._comm.send(message)
@@ -204,7 +216,13 @@ class CellWriter:
                 if self._comm is not None:
                     self._comm.send(message)
         elif event == "inserted":
-            self.inserted[str(data["key"])] = str(data["cell_id"])
+            key, cell_id = str(data["key"]), str(data["cell_id"])
+            self.inserted[key] = cell_id
+            if self._on_inserted is not None and key in self._steps:
+                try:
+                    self._on_inserted(self._steps[key], cell_id)
+                except Exception:
+                    log.exception("on_inserted callback failed")
             if data.get("note"):
                 log.info("step %s: %s", data["key"], data["note"])
         elif event == "error":

@@ -406,7 +406,8 @@ def _error_html(output: Mapping[str, Any]) -> str:
     body = ""
     if traceback:
         lines = traceback.count("\n") + 1
-        state = " open" if lines <= 30 else ""
+        # an interrupt's traceback only says where it landed: the note says why
+        state = " open" if lines <= 30 and name != "KeyboardInterrupt" else ""
         body = (
             f"<details{state}><summary>traceback ({lines:,} lines)</summary>"
             f"<pre>{escape(traceback, quote=False)}</pre></details>"

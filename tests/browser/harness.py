@@ -685,10 +685,13 @@ class Notebook:
         except PlaywrightTimeoutError:
             raise AssertionError(f"no fillable {selector!r}\n{self.describe()}") from None
 
-    def screenshot(self, name: str) -> Path:
-        """Save a PNG of the page as ``<screenshots>/<name>.png``; returns its path."""
+    def screenshot(self, name: str, show: Locator | None = None) -> Path:
+        """Save a PNG of the page as ``<screenshots>/<name>.png``; returns its path. ``show``:
+        scroll the notebook so that this element is in view first."""
         self.screenshots.mkdir(parents=True, exist_ok=True)
         path = self.screenshots / f"{name}.png"
+        if show is not None:
+            show.scroll_into_view_if_needed()
         self.page.screenshot(path=str(path))
         return path
 
@@ -716,6 +719,12 @@ class Notebook:
                     + self.describe()
                 )
             self.page.wait_for_timeout(100)
+
+    def wait_visible(self, locator: Locator, what: str, timeout: float | None = None) -> Locator:
+        """Wait until the first element ``locator`` matches is visible; returns that element."""
+        first = locator.first
+        self.wait_for(first.is_visible, f"{what} to be visible", timeout)
+        return first
 
     def describe(self) -> str:
         """What the page shows now, for failure messages."""

@@ -176,7 +176,10 @@ def cell(step: int, code: str, outputs: list[Message], **tags: Any) -> Message:
             "execution_count": None,
             "source": code,
             "outputs": outputs,
-            "metadata": {"agentnb": {**tags, "key": key, "run_id": "run-1", "step": step}},
+            "metadata": {
+                "agentnb": {**tags, "key": key, "run_id": "run-1", "step": step},
+                "trusted": True,
+            },
         },
     }
 
