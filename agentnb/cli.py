@@ -144,6 +144,7 @@ def _run(
         "transcript": args.transcript,
         "out": args.out,
         "base_url": args.base_url,
+        "gateway": args.gateway,
         "on_event": view,
     }
     if approve != "never":
@@ -211,6 +212,7 @@ def _demo(
         transcript=None,
         out=args.out,
         base_url=None,
+        gateway=None,
         quiet=args.quiet,
     )
     status = _run(run_args, out, err, input_fn)

@@ -11,6 +11,7 @@ import argparse
 from typing import NoReturn
 
 from .errors import ConfigError
+from .kernel.config import check_gateway_url
 
 __all__ = ["DEFAULTS", "FlagParser", "HelpShown", "UsageError", "add_run_flags", "split_names"]
 
@@ -57,6 +58,13 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
     return value
+
+
+def _gateway_url(text: str) -> str:
+    try:
+        return check_gateway_url(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix(f"--gateway {text}: ")) from None
 
 
 def split_names(values: list[str] | None) -> list[str]:
@@ -140,4 +148,11 @@ def add_run_flags(parser: argparse.ArgumentParser, *, notebook: bool) -> None:
         "--base-url",
         metavar="URL",
         help="the OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
+    )
+    parser.add_argument(
+        "--gateway",
+        metavar="URL",
+        type=_gateway_url,
+        help="run the managed kernel on this Jupyter Kernel Gateway or Enterprise Gateway "
+        "(default: $AGENTNB_GATEWAY; token: $AGENTNB_GATEWAY_TOKEN)",
     )

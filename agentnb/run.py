@@ -137,6 +137,8 @@ async def arun(
     transcript: str | Path | None = None,
     kernel: ManagedKernel | None = None,
     kernel_config: KernelConfig | None = None,
+    gateway: str | None = None,
+    gateway_token: str | None = None,
     history: str = "",
     data_names: Sequence[str] = (),
     out: str | Path | None = None,
@@ -157,6 +159,14 @@ async def arun(
     files, objects = _split_data(data)
     out_path = _check_out(out) if out is not None else None
     conditions = _conditions(max_turns, budget_tokens, budget_cost, time_limit, termination)
+    owned = kernel is None
+    if kernel is None:
+        config = kernel_config or KernelConfig()
+        if kernel_config is None and step_timeout is not None:
+            config = replace(config, step_timeout=step_timeout)
+        kernel = ManagedKernel(_on_gateway(config, gateway, gateway_token))
+    elif gateway or gateway_token:
+        raise ConfigError("give a kernel or a gateway, not both: a started kernel runs where it is")
     roles = list(roles) if roles is not None else [ANALYST, CRITIC]
 
     clients: dict[str | int, ModelClient] = {}
@@ -178,13 +188,16 @@ async def arun(
         stamp = time.strftime("%Y%m%d-%H%M%S")
         transcript = default_transcript_dir() / f"{stamp}-{os.getpid()}.jsonl"
     events: list[Event] = []
-    owned = kernel is None
-    if kernel is None:
-        config = kernel_config or KernelConfig()
-        if kernel_config is None and step_timeout is not None:
-            config = replace(config, step_timeout=step_timeout)
-        kernel = ManagedKernel(config)
     try:
+        if files and kernel.config.gateway:
+            # a remote kernel cannot open this machine's files: read them here and push
+            # them; the saved notebook still reads them, as a local kernel would
+            objects = {**await asyncio.to_thread(_read_here, files), **objects}
+            data_sources = {
+                **{name: loader_code({name: path}) for name, path in files.items()},
+                **(data_sources or {}),
+            }
+            files = {}
         for name, value in objects.items():
             await kernel.push(name, value)
         chat = GroupChat(
@@ -225,6 +238,33 @@ async def arun(
             await kernel.shutdown()
 
 
+def _read_here(files: Mapping[str, Path]) -> dict[str, Any]:
+    """The data files as DataFrames, read in this process with the kernel's own code."""
+    loaded: dict[str, Any] = {}
+    for name, path in files.items():
+        namespace: dict[str, Any] = {}
+        code = loader_code({name: path})  # our own pd.read_* line, as the kernel runs it
+        try:
+            exec(code, namespace)
+        except Exception as err:
+            raise ConfigError(
+                f"--data {path}: could not be read ({type(err).__name__}: {err})"
+            ) from None
+        loaded[name] = namespace[name]
+    return loaded
+
+
+def _on_gateway(config: KernelConfig, gateway: str | None, token: str | None) -> KernelConfig:
+    """``config`` with the gateway asked for: the argument, else the config's own,
+    else ``$AGENTNB_GATEWAY``; a malformed URL is a ConfigError."""
+    url = gateway or config.gateway or os.environ.get("AGENTNB_GATEWAY") or None
+    if url is None:
+        if token is not None:
+            raise ConfigError("gateway_token was given without a gateway URL (gateway=...)")
+        return config
+    return replace(config, gateway=url, gateway_token=token or config.gateway_token)
+
+
 async def _stop_when_set(stop: asyncio.Event, chat: GroupChat) -> None:
     await stop.wait()
     chat.stop()
@@ -252,6 +292,9 @@ def run(task: str, **options: Any) -> RunResult:
         cache: reuse replies from the on-disk response cache.
         transcript: where to write the JSONL transcript (default ``.agentnb/runs/``).
         kernel: a started ManagedKernel to use (it is not shut down).
+        gateway: run the managed kernel on this Jupyter Kernel Gateway or Enterprise
+            Gateway (default ``kernel_config.gateway``, else ``$AGENTNB_GATEWAY``).
+        gateway_token: the gateway's token (default ``$AGENTNB_GATEWAY_TOKEN``).
         out: write the analysis notebook there (``RunResult.notebook``).
         data_sources: code that recreates pushed objects in the saved notebook
             (``{"sales": "pd.read_csv('sales.csv')"}``).

@@ -46,6 +46,7 @@ from .events import (
 )
 from .flags import DEFAULTS, FlagParser, UsageError, add_run_flags, split_names
 from .kernel import KernelConfig, ManagedKernel
+from .kernel.config import check_gateway_url
 from .messages import Proposal
 from .notebook import build_notebook, join_notebooks, save_notebook
 
@@ -90,6 +91,14 @@ class Agents(Configurable):
         None, allow_none=True, help="a folder of cached model replies ('' for the default)"
     ).tag(config=True)
     prewarm = Bool(True, help="start the managed kernel when the extension loads").tag(config=True)
+    gateway = Unicode(
+        None,
+        allow_none=True,
+        help="run the managed kernel on this Kernel Gateway or Enterprise Gateway URL",
+    ).tag(config=True)
+    gateway_token = Unicode(
+        None, allow_none=True, help="the gateway's token (default $AGENTNB_GATEWAY_TOKEN)"
+    ).tag(config=True)
 
 
 _SETTINGS: dict[str, Callable[[str], Any]] = {
@@ -104,6 +113,7 @@ _SETTINGS: dict[str, Callable[[str], Any]] = {
     "base_url": str,
     "vision": lambda text: text.strip().lower() in {"1", "true", "yes", "on"},
     "cache": str,
+    "gateway": str,
 }
 _BUILT_IN: dict[str, Any] = {"approve": "each", "vision": False, **DEFAULTS}
 
@@ -263,14 +273,23 @@ class Session:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._kernel().prewarm()
+        # the configured gateway wins over $AGENTNB_GATEWAY, as in resolve_settings
+        gateway = self.config.gateway or os.environ.get("AGENTNB_GATEWAY") or None
+        try:
+            kernel = self._kernel(gateway)
+        except ConfigError as exc:  # a malformed URL: the first cell says so too
+            log.warning("agentnb: the managed kernel was not pre-warmed: %s", exc)
+            return
+        kernel.prewarm()
 
-    def _kernel(self) -> ManagedKernel:
+    def _kernel(self, gateway: str | None) -> ManagedKernel:
         if self.kernel is None:
-            self.kernel = ManagedKernel(KernelConfig())
+            self.kernel = ManagedKernel(
+                KernelConfig(gateway=gateway, gateway_token=self.config.gateway_token or None)
+            )
         return self.kernel
 
-    async def reset(self) -> None:
+    async def reset(self, *, prewarm: bool = True) -> None:
         """Stop the current run and start over: a fresh kernel, no history."""
         await self.stop_and_wait()
         if self.kernel is not None:
@@ -278,7 +297,8 @@ class Session:
         self.kernel = None
         self.analyses = []
         self.pushed = []
-        self.prewarm()
+        if prewarm:
+            self.prewarm()
 
     async def close(self) -> None:
         await self.stop_and_wait()
@@ -310,6 +330,11 @@ class Session:
                 "%agents stop (or its Stop button), or run this cell with --new after it ends"
             )
         settings = resolve_settings(self.config, vars(args))
+        if settings["gateway"]:
+            try:
+                settings.values["gateway"] = check_gateway_url(settings["gateway"])
+            except ConfigError as exc:
+                raise UsageError(f"{exc} (from {settings.sources['gateway']})") from None
         names = split_names(args.data)
         namespace = self.shell.user_ns
         for name in names:
@@ -358,14 +383,23 @@ class Session:
         from .run import arun
         from .ui.cells import CellWriter, anchor_cell_id
 
-        if analysis.new:
-            await self.reset()
-        kernel = self._kernel()
+        gateway = analysis.settings["gateway"]
+        moved = self.kernel is not None and self.kernel.config.gateway != gateway
+        if analysis.new or moved:
+            await self.reset(prewarm=False)
+        kernel = self._kernel(gateway)
         history = "\n\n".join(summarise(a.result) for a in self.analyses if a.result is not None)
         self.analyses.append(analysis)
         view = analysis.view
         view.on_stop = analysis.stop.set
         view.on_save = self._save_from_button
+        if moved and not analysis.new:
+            where = f"on the gateway {gateway}" if gateway else "on this machine"
+            view.notify(
+                "info",
+                f"The managed kernel now runs {where} (--gateway changed), so this analysis "
+                "starts over: the earlier analyses' variables and history are not there.",
+            )
         anchor = anchor_cell_id()
         models: dict[str, str] = {}
         proposals: dict[int, str] = {}
@@ -388,6 +422,7 @@ class Session:
                     run_id=event.run_id,
                     anchor=anchor,
                     on_status=lambda text: view.notify("warning", text),
+                    on_inserted=view.step_inserted,
                 )
                 analysis.writer.open()
             elif isinstance(event, MessagePosted) and isinstance(event.message, Proposal):
@@ -497,8 +532,9 @@ class Session:
             lines.append("managed kernel: not started")
         else:
             state = "running" if kernel.is_started else "starting"
+            where = f" on the gateway {kernel.config.gateway}" if kernel.config.gateway else ""
             lines.append(
-                f"managed kernel: {state}" + (f" (pid {kernel.pid})" if kernel.pid else "")
+                f"managed kernel: {state}{where}" + (f" (pid {kernel.pid})" if kernel.pid else "")
             )
         if self.pushed:
             lines.append("data given to the agents: " + ", ".join(self.pushed))
@@ -547,7 +583,11 @@ class Session:
         if path is None:
             path = next((a.out for a in reversed(done) if a.out is not None), None)
         if path is None:
-            slug = re.sub(r"\W+", "-", done[0].task.lower()).strip("-")[:40] or "analysis"
+            words = re.findall(r"\w+", done[0].task.lower())
+            slug = "-".join(words)
+            while len(slug) > 40 and "-" in slug:  # whole words only
+                slug = slug.rsplit("-", 1)[0]
+            slug = slug[:40] or "analysis"
             path = f"agentnb-{slug}.ipynb"
         target = _check_out(path)
         sources: dict[str, str] = {}

@@ -1,13 +1,14 @@
-"""Settings of a managed kernel: limits, working directory, environment."""
+"""Settings of a managed kernel: limits, working directory, environment, where it runs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..outputs import OutputLimits
 
-__all__ = ["KernelConfig"]
+__all__ = ["KernelConfig", "check_gateway_url"]
 
 DEFAULT_PRELOAD = ("numpy", "pandas", "matplotlib.pyplot")
 
@@ -32,6 +33,15 @@ class KernelConfig:
             not pay for them; missing ones are skipped.
         python: interpreter that runs the kernel; ``None`` means this one.
         output_limits: caps on what is kept of a step's output.
+        gateway: base URL of a Jupyter Kernel Gateway or Enterprise Gateway to run
+            the kernel on (``http://host:8888``); ``None`` runs it on this machine.
+            ``cwd``, ``env_allow``, ``python`` and the environment scrub do not apply
+            to a remote kernel: the gateway decides its directory, interpreter and
+            environment (``env`` is sent; the gateway keeps what it allows).
+        gateway_token: the gateway's auth token; ``None`` means
+            ``$AGENTNB_GATEWAY_TOKEN``. Never shown in a repr.
+        gateway_kernel: the gateway's kernelspec to start; ``None`` means
+            ``$AGENTNB_GATEWAY_KERNEL``, else the gateway's default.
     """
 
     step_timeout: float = 120.0
@@ -45,8 +55,13 @@ class KernelConfig:
     preload: tuple[str, ...] = DEFAULT_PRELOAD
     python: str | None = None
     output_limits: OutputLimits = field(default_factory=OutputLimits)
+    gateway: str | None = None
+    gateway_token: str | None = field(default=None, repr=False)
+    gateway_kernel: str | None = None
 
     def __post_init__(self) -> None:
+        if self.gateway is not None:
+            object.__setattr__(self, "gateway", check_gateway_url(self.gateway))
         for name in ("step_timeout", "interrupt_grace", "startup_timeout", "cpu_time_limit"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -56,3 +71,26 @@ class KernelConfig:
                 f"memory_limit={self.memory_limit!r} bytes is too small for a Python kernel; "
                 "give at least 256 MiB (268435456), e.g. 4 GiB = 4294967296"
             )
+
+
+def check_gateway_url(url: str) -> str:
+    """The gateway's base URL without a trailing slash, or a ConfigError saying why not."""
+    text = str(url).strip()
+    example = "e.g. http://127.0.0.1:8888 or https://gateway.example.org/base"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as err:
+        raise ConfigError(f"--gateway {text}: not a URL ({err}); {example}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"--gateway {text}: give the gateway's base URL starting with http:// or https://, "
+            f"{example}"
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        # a token in the URL would end up in logs, transcripts and error messages
+        raise ConfigError(
+            f"--gateway {parts.scheme}://{parts.hostname}…: give the URL without credentials, "
+            "query or fragment; put the token in AGENTNB_GATEWAY_TOKEN"
+        )
+    return text.rstrip("/")

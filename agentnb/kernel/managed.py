@@ -26,6 +26,7 @@ from .backend import KernelBackend, Message
 from .channel import COMM_TARGET, Channel, KernelDied, bootstrap_code
 from .config import KernelConfig
 from .environment import scrubbed_environ
+from .gateway import GatewayBackend, remote_environ
 from .local import LocalBackend
 from .transfer import decode_pull, encode_push, push_failure
 
@@ -47,14 +48,15 @@ class ManagedKernel:
 
     Args:
         config: limits, working directory and environment (:class:`KernelConfig`).
-        backend: where the kernel runs; a local process by default.
+        backend: where the kernel runs; by default a local process, or a kernel on
+            ``config.gateway`` when that is set.
     """
 
     def __init__(
         self, config: KernelConfig | None = None, *, backend: KernelBackend | None = None
     ) -> None:
         self.config = config or KernelConfig()
-        self._backend: KernelBackend = backend or LocalBackend(self.config.python)
+        self._backend: KernelBackend = backend or _default_backend(self.config)
         self._channel = Channel(self._backend)
         self._lock = asyncio.Lock()
         self._starting: asyncio.Task[None] | None = None
@@ -164,11 +166,17 @@ class ManagedKernel:
     async def _start(self) -> None:
         config = self.config
         cwd = os.path.abspath(config.cwd or os.getcwd())
-        env = scrubbed_environ(
-            os.environ,
-            allow=config.env_allow,
-            extra={"MPLBACKEND": _INLINE_BACKEND, "PWD": cwd, **config.env},
-        )
+        if isinstance(self._backend, GatewayBackend):
+            # the user's environment stays here; the gateway decides the kernel's
+            env = remote_environ(
+                os.environ, extra=config.env, launch_timeout=config.startup_timeout
+            )
+        else:
+            env = scrubbed_environ(
+                os.environ,
+                allow=config.env_allow,
+                extra={"MPLBACKEND": _INLINE_BACKEND, "PWD": cwd, **config.env},
+            )
         await self._backend.start(env=env, cwd=cwd, timeout=config.startup_timeout)
         try:
             report = await self._bootstrap()
@@ -477,6 +485,14 @@ class ManagedKernel:
                     "is no longer given to the agents; the next request starts a kernel "
                     "without it"
                 ) from None
+
+
+def _default_backend(config: KernelConfig) -> KernelBackend:
+    if config.gateway:
+        return GatewayBackend(
+            config.gateway, token=config.gateway_token, kernel_name=config.gateway_kernel
+        )
+    return LocalBackend(config.python)
 
 
 def _cause_text(cause: str, *, timeout: float) -> str:
