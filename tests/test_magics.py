@@ -66,6 +66,17 @@ def value(execution: Execution) -> object:
     return ast.literal_eval(results[-1]["data"]["text/plain"])
 
 
+async def outcome(cell: Cell) -> object:
+    """The current analysis' stop reason kind and its steps' statuses."""
+    return value(
+        await cell(
+            "from agentnb import magics\n"
+            "r = magics._session.current.result\n"
+            "(r.stop_reason.kind, [s.status for s in r.steps])"
+        )
+    )
+
+
 def usage_error(execution: Execution) -> str:
     """IPython's one-line usage error (on stderr, no traceback), without its prefix."""
     assert execution.status == "error"
@@ -287,14 +298,7 @@ async def test_an_interrupt_stops_the_run_and_the_managed_kernel(
     (error,) = [o for o in ran.outputs if o["output_type"] == "error"]
     assert error["ename"] == "AgentsStopped"
     assert len(error["traceback"]) == 1
-    outcome = value(
-        await cell(
-            "from agentnb import magics\n"
-            "r = magics._session.current.result\n"
-            "(r.stop_reason.kind, [s.status for s in r.steps])"
-        )
-    )
-    assert outcome == ("user_stop", ["interrupted"])
+    assert await outcome(cell) == ("user_stop", ["interrupted"])
 
 
 async def test_background_returns_at_once_and_stop_ends_the_run(cell: Cell, tmp_path: Path) -> None:
@@ -306,12 +310,5 @@ async def test_background_returns_at_once_and_stop_ends_the_run(cell: Cell, tmp_
     await asyncio.sleep(3)
     assert "phase: running step 1" in text(await cell("%agents status"))
     assert "stopped" in text(await cell("%agents stop"))
-    outcome = value(
-        await cell(
-            "from agentnb import magics\n"
-            "r = magics._session.current.result\n"
-            "(r.stop_reason.kind, [s.status for s in r.steps])"
-        )
-    )
-    assert outcome == ("user_stop", ["interrupted"])
+    assert await outcome(cell) == ("user_stop", ["interrupted"])
     assert "no analysis is running" in text(await cell("%agents stop"))
