@@ -115,32 +115,44 @@ async def run_cell(line: str, body: str) -> None:
         raise AgentsError(analysis.headless)
 
 
-async def run_line(line: str) -> Any:
-    """What a top-level ``%agents`` line becomes."""
-    session = _get_session()
+def _words(line: str) -> tuple[str, list[str]]:
     try:
         words = shlex.split(line)
     except ValueError as exc:
         raise _usage_error(UsageError(f"%agents {line}: {exc}")) from None
-    command, args = (words[0], words[1:]) if words else ("status", [])
+    return (words[0], words[1:]) if words else ("status", [])
+
+
+def _at_once(session: Session, line: str, command: str, args: list[str]) -> Any:
+    """The subcommands that need no awaiting: status, stop (without waiting), save."""
     try:
         if command == "status" and not args:
             return _Text(session.status())
         if command == "stop" and not args:
-            stopped = session.stop()
-            if stopped:
-                await session.stop_and_wait()
-            return _Text("stopped" if stopped else "no analysis is running")
+            return _Text("stopped" if session.stop() else "no analysis is running")
+        if command == "save" and len(args) <= 1:
+            return _Text(f"saved {session.save(args[0] if args else None)}")
+    except AgentnbError as exc:
+        raise _usage_error(exc) from None
+    raise _usage_error(UsageError(f"%agents {line}: not a subcommand. Usage: {_LINE_USAGE}"))
+
+
+async def run_line(line: str) -> Any:
+    """What a top-level ``%agents`` line becomes."""
+    session = _get_session()
+    command, args = _words(line)
+    try:
+        if command == "stop" and not args and session.stop():
+            await session.stop_and_wait()
+            return _Text("stopped")
         if command == "reset" and not args:
             await session.reset()
             return _Text("the agents start over: a fresh managed kernel, no history")
-        if command == "save" and len(args) <= 1:
-            return _Text(f"saved {session.save(args[0] if args else None)}")
         if command == "pull" and len(args) == 1:
             return _Text(await session.pull(args[0]))
     except AgentnbError as exc:
         raise _usage_error(exc) from None
-    raise _usage_error(UsageError(f"%agents {line}: not a subcommand. Usage: {_LINE_USAGE}"))
+    return _at_once(session, line, command, args)
 
 
 class _Text(str):
@@ -217,23 +229,13 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 def _line_magic(line: str) -> Any:
     """%agents status | stop | save [PATH] | pull NAME | reset"""
     # reached only when the transformer did not apply (an indented or programmatic
-    # call): everything but pull works without awaiting
-    session = _get_session()
-    words = line.split()
-    if words and words[0] == "pull":
+    # call): everything but pull and reset works without awaiting
+    command, args = _words(line)
+    if command in ("pull", "reset"):
         raise _usage_error(
-            UsageError("%agents pull must start a line of a cell (it awaits the agents' kernel)")
+            UsageError(f"%agents {command} must start a line of a cell (it awaits the agents)")
         )
-    if words[:1] == ["stop"]:
-        return _Text("stopped" if session.stop() else "no analysis is running")
-    if words[:1] == ["save"] and len(words) <= 2:
-        try:
-            return _Text(f"saved {session.save(words[1] if len(words) > 1 else None)}")
-        except AgentnbError as exc:
-            raise _usage_error(exc) from None
-    if not words or words == ["status"]:
-        return _Text(session.status())
-    raise _usage_error(UsageError(f"%agents {line}: usage: {_LINE_USAGE}"))
+    return _at_once(_get_session(), line, command, args)
 
 
 def _cell_magic(line: str, cell: str) -> None:
