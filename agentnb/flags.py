@@ -15,7 +15,7 @@ from .kernel.config import check_gateway_url
 
 __all__ = ["DEFAULTS", "FlagParser", "HelpShown", "UsageError", "add_run_flags", "split_names"]
 
-DEFAULTS = {"max_turns": 30, "step_timeout": 120.0}
+DEFAULTS = {"max_turns": 30, "step_timeout": 120.0, "model_timeout": 60.0}
 """Built-in values of the flags whose default is not None."""
 
 
@@ -115,6 +115,13 @@ def add_run_flags(parser: argparse.ArgumentParser, *, notebook: bool) -> None:
         metavar="SECONDS",
         type=_positive_float,
         help=f"interrupt a step that runs longer (default: {DEFAULTS['step_timeout']:g})",
+    )
+    parser.add_argument(
+        "--model-timeout",
+        metavar="SECONDS",
+        type=_positive_float,
+        help="give up on a model call that sends nothing for this long, after retries "
+        f"(default: {DEFAULTS['model_timeout']:g})",
     )
     parser.add_argument(
         "--budget-tokens",

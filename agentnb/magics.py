@@ -111,8 +111,9 @@ async def run_cell(line: str, body: str) -> None:
             "the analysis was stopped by the interrupt; its managed kernel was interrupted too "
             "(its state is kept: a next %%agents cell continues from here)"
         ) from None
-    if analysis.headless is not None:
-        raise AgentsError(analysis.headless)
+    failure = _get_session().failure(analysis)
+    if failure is not None:
+        raise AgentsError(failure)
 
 
 def _words(line: str) -> tuple[str, list[str]]:
@@ -194,6 +195,9 @@ def load_ipython_extension(shell: Any) -> None:
     shell.input_transformers_cleanup.append(transform)
     shell.register_magic_function(_line_magic, "line", "agents")
     shell.register_magic_function(_cell_magic, "cell", "agents")
+    from .ui.cells import register_target
+
+    register_target()  # a reopened notebook page attaches to the run going on
     if config.prewarm:
         _session.prewarm()
 
@@ -206,6 +210,9 @@ def unload_ipython_extension(shell: Any) -> None:
     magics = shell.magics_manager.magics
     magics["line"].pop("agents", None)
     magics["cell"].pop("agents", None)
+    from .ui.cells import unregister_target
+
+    unregister_target()
     session, _session = _session, None
     if session is None:
         return

@@ -24,6 +24,7 @@ from .context import ContextLimits
 from .data import loader_code, variable_name
 from .errors import ConfigError
 from .events import Event
+from .flags import DEFAULTS
 from .kernel import KernelConfig, ManagedKernel
 from .models import resolve_model
 from .models.base import ModelClient
@@ -120,6 +121,7 @@ async def arun(
     approver: Approver | None = None,
     max_turns: int | None = 30,
     step_timeout: float | None = None,
+    model_timeout: float | None = None,
     budget_tokens: int | None = None,
     budget_cost: float | None = None,
     time_limit: float | None = None,
@@ -175,7 +177,12 @@ async def arun(
         key = spec if isinstance(spec, str) else id(spec)
         if key not in clients:  # one client per spec: a script answers every role
             clients[key] = resolve_model(
-                spec, base_url=base_url, api_key=api_key, vision=vision or None, cache=cache
+                spec,
+                base_url=base_url,
+                api_key=api_key,
+                vision=vision or None,
+                cache=cache,
+                timeout=model_timeout or DEFAULTS["model_timeout"],
             )
         return clients[key]
 
@@ -285,6 +292,8 @@ def run(task: str, **options: Any) -> RunResult:
         max_turns, budget_tokens, budget_cost, time_limit: stop conditions.
         step_timeout: seconds one step may run before it is interrupted (default:
             the kernel's ``KernelConfig.step_timeout``, 120).
+        model_timeout: seconds a model call may send nothing before it is retried and
+            finally given up (default 60).
         roles: the participants (default analyst and critic); add personas with
             :meth:`Role.persona <agentnb.agents.Role.persona>`.
         selector: ``workflow``, ``round_robin``, ``model`` or a function.

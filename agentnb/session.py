@@ -46,7 +46,7 @@ from .events import (
 )
 from .flags import DEFAULTS, FlagParser, UsageError, add_run_flags, split_names
 from .kernel import KernelConfig, ManagedKernel
-from .kernel.config import check_gateway_url
+from .kernel.config import check_gateway_url, parse_size
 from .messages import Proposal
 from .notebook import build_notebook, join_notebooks, save_notebook
 
@@ -57,6 +57,11 @@ if TYPE_CHECKING:
 __all__ = ["Agents", "Analysis", "Session", "Settings"]
 
 log = logging.getLogger(__name__)
+
+FAILURES = frozenset({"model_error", "kernel_error", "error", "protocol"})
+"""Stop reasons that fail the cell, so that Run All stops there: a part failed (a
+model that cannot follow the reply protocol included). Limits and guards end a run
+as designed; the widget says why."""
 
 HEADLESS_GRACE = 5.0
 """Seconds an approval waits for any frontend to show the widget before the run
@@ -79,6 +84,9 @@ class Agents(Configurable):
     step_timeout = Float(None, allow_none=True, help="seconds per step (default 120)").tag(
         config=True
     )
+    model_timeout = Float(
+        None, allow_none=True, help="seconds a model call may stay silent (default 60)"
+    ).tag(config=True)
     budget_tokens = Int(None, allow_none=True, help="token budget of a run").tag(config=True)
     time_limit = Float(None, allow_none=True, help="seconds a run may take").tag(config=True)
     base_url = Unicode(
@@ -99,6 +107,12 @@ class Agents(Configurable):
     gateway_token = Unicode(
         None, allow_none=True, help="the gateway's token (default $AGENTNB_GATEWAY_TOKEN)"
     ).tag(config=True)
+    memory_limit = Unicode(
+        None,
+        allow_none=True,
+        help="memory the agents' kernel may take, e.g. 4G (default $AGENTNB_MEMORY_LIMIT, "
+        "else no limit); read when that kernel starts",
+    ).tag(config=True)
 
 
 _SETTINGS: dict[str, Callable[[str], Any]] = {
@@ -108,6 +122,7 @@ _SETTINGS: dict[str, Callable[[str], Any]] = {
     "approve": str,
     "max_turns": int,
     "step_timeout": float,
+    "model_timeout": float,
     "budget_tokens": int,
     "time_limit": float,
     "base_url": str,
@@ -246,6 +261,8 @@ class Analysis:
     background: bool = False
     headless: str | None = None
     """Why the run stopped for want of a frontend (nbclient, papermill), if it did."""
+    error: str | None = None
+    """Why the run could not start or crashed, if it did."""
     display: Any = None
     """The cell's display handle, updated with the outcome when the run ends."""
     started: float = field(default_factory=time.monotonic)
@@ -285,9 +302,26 @@ class Session:
     def _kernel(self, gateway: str | None) -> ManagedKernel:
         if self.kernel is None:
             self.kernel = ManagedKernel(
-                KernelConfig(gateway=gateway, gateway_token=self.config.gateway_token or None)
+                KernelConfig(
+                    gateway=gateway,
+                    gateway_token=self.config.gateway_token or None,
+                    memory_limit=self._memory_limit(),
+                )
             )
         return self.kernel
+
+    def _memory_limit(self) -> int | None:
+        text, source = self.config.memory_limit, "%config Agents.memory_limit"
+        if text is None:
+            text, source = os.environ.get("AGENTNB_MEMORY_LIMIT"), "$AGENTNB_MEMORY_LIMIT"
+        if not text:
+            return None
+        try:
+            size = parse_size(text)
+            KernelConfig(memory_limit=size)  # the same floor as everywhere else
+        except ConfigError as exc:
+            raise UsageError(f"{exc} (from {source})") from None
+        return size
 
     async def reset(self, *, prewarm: bool = True) -> None:
         """Stop the current run and start over: a fresh kernel, no history."""
@@ -423,8 +457,12 @@ class Session:
                     anchor=anchor,
                     on_status=lambda text: view.notify("warning", text),
                     on_inserted=view.step_inserted,
+                    # a page opened after the tab was closed shows the live widget again
+                    display=lambda: self.bundle(analysis),
                 )
                 analysis.writer.open()
+            elif isinstance(event, RunFinished) and analysis.writer is not None:
+                analysis.writer.finish()
             elif isinstance(event, MessagePosted) and isinstance(event.message, Proposal):
                 proposals[event.message.step] = event.message.code
             elif isinstance(event, ExecutionFinished):
@@ -455,6 +493,7 @@ class Session:
             approver=approver if settings["approve"] != "never" else None,
             max_turns=settings["max_turns"],
             step_timeout=settings["step_timeout"],
+            model_timeout=settings["model_timeout"],
             budget_tokens=settings["budget_tokens"],
             time_limit=settings["time_limit"],
             vision=bool(settings["vision"]),
@@ -471,14 +510,16 @@ class Session:
         try:
             analysis.result = await coroutine
         except AgentnbError as exc:
-            analysis.view.close(str(exc))
+            analysis.error = str(exc)
+            analysis.view.close(analysis.error)
             return None
         except asyncio.CancelledError:
             analysis.view.close("cancelled")
             raise
         except Exception as exc:  # an agentnb bug: the widget says so, the kernel lives on
             log.exception("the analysis failed")
-            analysis.view.close(f"agentnb failed: {type(exc).__name__}: {exc}")
+            analysis.error = f"agentnb failed: {type(exc).__name__}: {exc}"
+            analysis.view.close(analysis.error)
             return None
         if analysis.out is not None:
             try:
@@ -493,6 +534,22 @@ class Session:
         if writer is not None:
             await writer.ready()  # settles 'unavailable' (and tells the user) if it was
         return analysis.result
+
+    @staticmethod
+    def failure(analysis: Analysis) -> str | None:
+        """Why the analysis failed, when a part of it did (the model, the managed
+        kernel, the data, agentnb); None when it ended for any other reason."""
+        if analysis.headless is not None:
+            return analysis.headless
+        if analysis.error is not None:
+            return analysis.error
+        result = analysis.result
+        if result is None or result.stop_reason.kind not in FAILURES:
+            return None
+        kept = ""
+        if result.transcript_path is not None:
+            kept = f"; what ran is kept (%agents save PATH; transcript {result.transcript_path})"
+        return f"{result.stop_reason.message}{kept}"
 
     async def stop_and_wait(self, within: float = 15.0) -> None:
         """Stop the current run and wait until it has ended."""

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import json
 import os
+import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agentnb import KernelConfig, ManagedKernel
+from agentnb import Execution, KernelConfig, ManagedKernel
+from agentnb.models.server import Fault, ScriptedServer
 
 # Kernels under test are small and quick: no preloaded libraries unless a test
 # asks for them, short limits so failure paths finish in seconds.
@@ -91,6 +96,114 @@ async def run_later() -> Callable[..., asyncio.Task[None]]:
         return asyncio.ensure_future(later())
 
     return schedule
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[..., ScriptedServer]]:
+    """``server(*replies, **options)``: a started ScriptedServer, stopped after the test."""
+    started: list[ScriptedServer] = []
+
+    def start(*replies: str | Fault, **options: Any) -> ScriptedServer:
+        srv = ScriptedServer(replies, **options).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- a notebook's own kernel -------------------------------------------------------
+
+
+class Cell:
+    """``await cell(source)`` runs a cell in the notebook's kernel (``cell.kernel``)."""
+
+    def __init__(self, kernel: ManagedKernel) -> None:
+        self.kernel = kernel
+
+    async def __call__(self, source: str) -> Execution:
+        return await self.kernel.execute(source)
+
+
+@pytest.fixture
+def make_cell(
+    make_kernel: Callable[..., ManagedKernel], tmp_path: Path
+) -> Callable[..., Awaitable[Cell]]:
+    """``await make_cell(**kernel_config)``: a notebook's own kernel (a real ipykernel
+    working in ``tmp_path``) that loaded agentnb and has a small ``sales`` DataFrame.
+    Its cells are sent as a frontend sends them, so the input transformer, the async
+    cell and the nested managed kernel are all real; without a frontend nobody renders
+    the widget, which is also how nbclient and papermill run a notebook."""
+
+    async def make(**config: object) -> Cell:
+        notebook = make_kernel(**{"step_timeout": 90, "cwd": str(tmp_path), **config})
+        await notebook.start()
+        cell = Cell(notebook)
+        setup = await cell(
+            "%load_ext agentnb\n"
+            "import pandas as pd\n"
+            "sales = pd.DataFrame({'region': ['North', 'South', 'North'], 'revenue': [10, 12, 20]})"
+        )
+        assert setup.status == "ok", setup.to_model_text()
+        return cell
+
+    return make
+
+
+@pytest.fixture
+async def cell(make_cell: Callable[..., Awaitable[Cell]]) -> Cell:
+    """``await cell(source)``: run a cell in a notebook kernel that loaded agentnb."""
+    return await make_cell()
+
+
+def script(tmp_path: Path, analyst: list[str], critic: list[str], name: str = "r.json") -> Path:
+    """A file of scripted replies per role, for ``--model scripted:PATH``."""
+    path = tmp_path / name
+    path.write_text(json.dumps({"analyst": analyst, "critic": critic}))
+    return path
+
+
+def value(execution: Execution) -> Any:
+    """The value a cell ended with (a literal)."""
+    assert execution.status == "ok", execution.to_model_text()
+    results = [o for o in execution.outputs if o["output_type"] == "execute_result"]
+    return ast.literal_eval(results[-1]["data"]["text/plain"])
+
+
+async def outcome(cell: Cell) -> object:
+    """The current analysis' stop reason kind and its steps' statuses."""
+    return value(
+        await cell(
+            "from agentnb import magics\n"
+            "r = magics._session.current.result\n"
+            "(r.stop_reason.kind, [s.status for s in r.steps])"
+        )
+    )
+
+
+def usage_error(execution: Execution) -> str:
+    """IPython's one-line usage error (on stderr, no traceback), without its prefix."""
+    assert execution.status == "error"
+    assert not [o for o in execution.outputs if o["output_type"] == "error"]
+    (line,) = [o["text"] for o in execution.outputs if o.get("name") == "stderr"]
+    assert line.startswith("UsageError: ")
+    return line.removeprefix("UsageError: ").strip()
+
+
+def text(execution: Execution) -> str:
+    """Everything a cell printed or returned, as text."""
+    return "".join(
+        o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in execution.outputs
+    )
 
 
 KERNEL_FIXTURES = {"shared_kernel", "make_kernel", "kernel"}

@@ -9,87 +9,21 @@ run a notebook.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from agentnb import Execution, ManagedKernel
 from agentnb.models.server import ScriptedServer
 
-
-class Cell:
-    """``await cell(source)`` runs a cell in the notebook's kernel (``cell.kernel``)."""
-
-    def __init__(self, kernel: ManagedKernel) -> None:
-        self.kernel = kernel
-
-    async def __call__(self, source: str) -> Execution:
-        return await self.kernel.execute(source)
-
+from .conftest import Cell, outcome, script, text, usage_error, value
 
 STEP = (
     "Totals per region.\n\n"
     '```python\ntotals = sales.groupby("region")["revenue"].sum()\ntotals\n```'
 )
 REPORT = "**North** sold most: 30 against 12."
-
-
-def script(tmp_path: Path, analyst: list[str], critic: list[str], name: str = "r.json") -> Path:
-    path = tmp_path / name
-    path.write_text(json.dumps({"analyst": analyst, "critic": critic}))
-    return path
-
-
-@pytest.fixture
-async def cell(make_kernel: Callable[..., ManagedKernel], tmp_path: Path) -> Cell:
-    """``await cell(source)``: run a cell in a notebook kernel that loaded agentnb and
-    has a small ``sales`` DataFrame."""
-    notebook = make_kernel(step_timeout=90, cwd=str(tmp_path))
-    await notebook.start()
-    run = Cell(notebook)
-    setup = await run(
-        "%load_ext agentnb\n"
-        "import pandas as pd\n"
-        "sales = pd.DataFrame({'region': ['North', 'South', 'North'], 'revenue': [10, 12, 20]})"
-    )
-    assert setup.status == "ok", setup.to_model_text()
-    return run
-
-
-def value(execution: Execution) -> object:
-    assert execution.status == "ok", execution.to_model_text()
-    results = [o for o in execution.outputs if o["output_type"] == "execute_result"]
-    return ast.literal_eval(results[-1]["data"]["text/plain"])
-
-
-async def outcome(cell: Cell) -> object:
-    """The current analysis' stop reason kind and its steps' statuses."""
-    return value(
-        await cell(
-            "from agentnb import magics\n"
-            "r = magics._session.current.result\n"
-            "(r.stop_reason.kind, [s.status for s in r.steps])"
-        )
-    )
-
-
-def usage_error(execution: Execution) -> str:
-    """IPython's one-line usage error (on stderr, no traceback), without its prefix."""
-    assert execution.status == "error"
-    assert not [o for o in execution.outputs if o["output_type"] == "error"]
-    (line,) = [o["text"] for o in execution.outputs if o.get("name") == "stderr"]
-    assert line.startswith("UsageError: ")
-    return line.removeprefix("UsageError: ").strip()
-
-
-def text(execution: Execution) -> str:
-    return "".join(
-        o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in execution.outputs
-    )
 
 
 async def test_an_autonomous_cell_runs_to_its_end_before_the_next_cell(

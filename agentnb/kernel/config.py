@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..outputs import OutputLimits
 
-__all__ = ["KernelConfig", "check_gateway_url"]
+__all__ = ["KernelConfig", "check_gateway_url", "parse_size"]
 
 DEFAULT_PRELOAD = ("numpy", "pandas", "matplotlib.pyplot")
 
@@ -94,3 +95,14 @@ def check_gateway_url(url: str) -> str:
             "query or fragment; put the token in AGENTNB_GATEWAY_TOKEN"
         )
     return text.rstrip("/")
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from ``4294967296``, ``4G``, ``512M`` or ``1.5GiB``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", str(text), re.IGNORECASE)
+    if match is None:
+        raise ConfigError(f"{text!r} is not a size: give bytes or a number with K, M, G or T")
+    return int(float(match[1]) * _UNITS[match[2].upper()])

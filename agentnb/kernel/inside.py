@@ -7,6 +7,8 @@ and pyarrow are used when the kernel has them). It sets up:
 - the per-step stream guard: a flood of output stays in the kernel, only its head
   and tail cross the wire, with a count the client adds to its own marker;
 - figures closed after every step, so memory does not grow plot after plot;
+- after every step, processes it left running are ended and the working
+  directory is put back, each with a line on stderr that tells the analyst;
 - optional limits: address space for the process, CPU seconds per step;
 - the ``agentnb.data`` comm target, through which values are pushed and pulled.
 """
@@ -14,13 +16,16 @@ and pyarrow are used when the kernel has them). It sets up:
 from __future__ import annotations
 
 import collections
+import contextlib
 import faulthandler
 import importlib
 import json
+import os
 import pickle
 import resource
 import signal
 import sys
+import time
 from typing import Any
 
 COMM_TARGET = "agentnb.data"
@@ -51,6 +56,9 @@ def setup(options: dict[str, Any]) -> dict[str, Any]:
         ip.events.register("pre_run_cell", guard.install)
         ip.events.register("post_run_cell", guard.remove)
     ip.events.register("post_run_cell", _close_figures)
+    tidy = _Tidy(os.getcwd())
+    ip.events.register("pre_run_cell", tidy.before)
+    ip.events.register("post_run_cell", tidy.after)
     ip.events.register("post_run_cell", _forget_stream_history)
     if options.get("cpu_time_limit"):
         cpu = _CpuLimit(float(options["cpu_time_limit"]))
@@ -155,6 +163,112 @@ def _close_figures(*_: Any) -> None:
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None:
         pyplot.close("all")
+
+
+class _Tidy:
+    """Ends the processes a step left running and puts the working directory back.
+
+    A forgotten ``Popen`` or server would outlive the step (and hold ports, files
+    and memory until the session ends); a ``chdir`` or a deleted directory would
+    make every later relative path, and the next restart, fail. Each repair is
+    reported on stderr, in the step's own output, so the analyst sees it.
+    """
+
+    def __init__(self, home: str) -> None:
+        self.home = home
+        self.running: set[int] = set()
+
+    def before(self, *_: Any) -> None:
+        self.running = set(_processes_of(os.getpid()))
+
+    def after(self, *_: Any) -> None:
+        notes = [note for note in (self._end_leftovers(), self._go_home()) if note]
+        if notes:
+            sys.stderr.write("".join(f"[agentnb] {note}\n" for note in notes))
+            sys.stderr.flush()
+
+    def _end_leftovers(self) -> str:
+        now = _processes_of(os.getpid())
+        left = {pid: cmd for pid, cmd in now.items() if pid not in self.running}
+        if not left:
+            return ""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and set(_processes_of(os.getpid())) & set(left):
+                _reap()
+                time.sleep(0.02)
+            if not set(_processes_of(os.getpid())) & set(left):
+                break
+        _reap()
+        names = ", ".join(f"{cmd or '?'} (pid {pid})" for pid, cmd in sorted(left.items())[:5])
+        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+        return (
+            f"ended {len(left)} process{'es' if len(left) > 1 else ''} this step left running: "
+            f"{names}{more}. Wait for child processes within the step (subprocess.run)."
+        )
+
+    def _go_home(self) -> str:
+        try:
+            here: str | None = os.getcwd()
+        except FileNotFoundError:
+            here = None
+        if here == self.home:
+            return ""
+        note = ""
+        if not os.path.isdir(self.home):
+            os.makedirs(self.home, exist_ok=True)
+            note = f"the step deleted the working directory {self.home}; it was made again, empty. "
+        os.chdir(self.home)
+        if here is None:
+            note += "the step's working directory was deleted; "
+        else:
+            note += f"the step changed the working directory to {here}; "
+        return note + f"steps run in {self.home}: use paths instead of os.chdir."
+
+
+def _processes_of(parent: int) -> dict[int, str]:
+    """The live processes descended from ``parent`` (Linux /proc; elsewhere none),
+    with their command lines."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return {}
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != b"Z":  # a zombie has ended already
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found: dict[int, str] = {}
+    todo = list(children.get(parent, ()))
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                found[pid] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
+        except OSError:
+            found[pid] = ""
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def _reap() -> None:
+    # the kernel is the parent of what the step started: collect the exit statuses
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 class _CpuLimit:

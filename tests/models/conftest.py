@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from agentnb.models.openai_compat import OpenAIModel
-from agentnb.models.server import Fault, ScriptedServer
+from agentnb.models.server import ScriptedServer
 
 
 @pytest.fixture(autouse=True)
@@ -18,21 +17,6 @@ def clean_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The user's OpenAI settings must not leak into these tests."""
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_CUSTOM_HEADERS"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def server() -> Iterator[Callable[..., ScriptedServer]]:
-    """``server(*replies, **options)``: a started ScriptedServer, stopped after the test."""
-    started: list[ScriptedServer] = []
-
-    def start(*replies: str | Fault, **options: Any) -> ScriptedServer:
-        srv = ScriptedServer(replies, **options).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
 
 
 class SleepRecorder:
@@ -68,11 +52,3 @@ async def make_model(sleeps: SleepRecorder) -> AsyncIterator[Callable[..., OpenA
     yield make
     for client in made:
         await client.aclose()
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
