@@ -95,18 +95,19 @@ def _conditions(
     return combined
 
 
-def _check_out(out: str | Path) -> Path:
-    """Fail before any token is spent when the notebook could not be written."""
+def _check_out(out: str | Path, what: str = "--out") -> Path:
+    """Fail before any token is spent when the notebook could not be written;
+    ``what`` names the flag or command in the message."""
     path = Path(out).expanduser().absolute()
     if path.suffix != ".ipynb":
-        raise ConfigError(f"--out {out}: the analysis notebook's name must end in .ipynb")
+        raise ConfigError(f"{what} {out}: the analysis notebook's name must end in .ipynb")
     parent = path.parent.resolve()
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: cannot write into {parent}; choose a writable folder")
+        raise ConfigError(f"{what} {out}: cannot write into {parent}; choose a writable folder")
     if path.is_dir():
-        raise ConfigError(f"--out {out}: is a folder; give a file name ending in .ipynb")
+        raise ConfigError(f"{what} {out}: is a folder; give a file name ending in .ipynb")
     return path
 
 

@@ -646,7 +646,7 @@ class Session:
                 slug = slug.rsplit("-", 1)[0]
             slug = slug[:40] or "analysis"
             path = f"agentnb-{slug}.ipynb"
-        target = _check_out(path)
+        target = _check_out(path, what="%agents save")
         sources: dict[str, str] = {}
         known: set[str] = set()
         notebooks = []
