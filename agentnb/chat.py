@@ -751,9 +751,23 @@ class GroupChat:
     def _emit(self, event: Event) -> None:
         self._seq += 1
         event = replace(event, run_id=self.run_id, seq=self._seq, time=time.time())
+        lost: OSError | None = None
         if self._writer is not None:
-            self._writer.write(event)
+            try:
+                self._writer.write(event)
+            except OSError as exc:  # a full disk must not end the analysis
+                self._writer.close()
+                self._writer, lost = None, exc
         for observer in self.observers:
             observer(event)
         if self._queue is not None:
             self._queue.put_nowait(event)
+        if lost is not None:
+            self._emit(
+                Notice(
+                    level="error",
+                    text=f"the transcript {self.transcript_path} can no longer be written "
+                    f"({lost.strerror or lost}); the run goes on, its events are kept only "
+                    "in memory (the widget, %agents save)",
+                )
+            )

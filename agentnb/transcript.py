@@ -53,7 +53,8 @@ class TranscriptWriter:
         if self._file is not None:
             with contextlib.suppress(OSError):  # fsync is not offered everywhere
                 os.fsync(self._file.fileno())
-            self._file.close()
+            with contextlib.suppress(OSError):  # what a full disk could not take is lost
+                self._file.close()
             self._file = None
 
 

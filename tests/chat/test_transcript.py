@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agentnb.events import Event, ExecutionFinished, ModelCalled, to_record
+from agentnb.events import Event, ExecutionFinished, ModelCalled, Notice, RunFinished, to_record
 from agentnb.models.cache import CachedModel, ReplayModel
 from agentnb.models.scripted import ScriptedModel
 from agentnb.transcript import read_transcript
@@ -75,3 +75,15 @@ async def test_the_cache_answers_an_unchanged_rerun(chat: ChatRunner, tmp_path: 
     assert second.result.final_report == first.result.final_report
     assert second.result.usage["analyst"].cached == 2
     assert second.of(ExecutionFinished)[0].execution.stdout == "10\n"
+
+
+async def test_a_transcript_on_a_full_disk_does_not_end_the_run(chat: ChatRunner) -> None:
+    # /dev/full takes the file open and fails every write with ENOSPC, as a full disk does
+    run = await chat(REPLIES, transcript=Path("/dev/full"))
+    assert run.result.ok
+    assert [s.status for s in run.result.steps] == ["ok"]
+    (notice,) = [n for n in run.of(Notice) if "transcript" in n.text]
+    assert "/dev/full can no longer be written (No space left on device)" in notice.text
+    assert notice.level == "error"
+    assert run.events[0].seq == 1  # the event that failed to be written was still shown
+    assert isinstance(run.events[-1], RunFinished)

@@ -181,7 +181,7 @@ async def test_an_unknown_model_is_named(
     srv = server(*HAPPY, models=("llama3.1:8b", "qwen2.5:7b"))
     done = await agents(flags(srv))
     assert done.kind == "model_error"
-    assert "'scripted'" in done.message or "scripted" in done.message
-    assert "not" in done.message.lower()
+    assert f"The model 'scripted' is not known at {srv.base_url}" in done.message
+    assert "Models available there: llama3.1:8b, qwen2.5:7b." in done.message
     assert done.error.startswith("AgentsError: ")
     assert done.transcript_complete()
