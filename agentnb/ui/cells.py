@@ -4,16 +4,30 @@
 end is the agentnb-cells JupyterLab / Notebook 7 extension (``widgets/``), which
 inserts each step below the ``%%agents`` cell, once, in the browser that ran the
 cell. Where no extension answers (VS Code, classic Notebook, headless runs), the
-writer says so once and drops the steps: the saved analysis notebook has them.
+writer says so once and keeps the steps: the saved analysis notebook has them, and
+a notebook page that attaches later gets them.
 
-Protocol, version 1 (``widgets/README.md`` has the frontend's side):
+Protocol, version 2 (``widgets/README.md`` has the frontend's side):
 
-- kernel opens: ``{anchor: cell id | None, run_id, version: 1}``
-- frontend replies ``{event: "ready", client: "lab" | "notebook", version: 1}``,
+- kernel opens, from the ``%%agents`` cell: ``{anchor: cell id | None, run_id, version: 2}``
+- frontend replies ``{event: "ready", client: "lab" | "notebook", version: 2}``,
   or closes the comm when it has no such target
-- kernel sends ``{action: "insert", key: "<run_id>:<step>", cell: <nbformat code cell>}``
+- kernel sends ``{action: "insert", run_id, key: "<run_id>:<step>", cell: <nbformat code cell>}``
 - frontend replies ``{event: "inserted", key, cell_id, index[, note][, duplicate]}``
   or ``{event: "error", key, message}``
+
+A page that did not run the cell (the tab was closed and the notebook opened
+again, or the page reloaded) never saw that comm. When its kernel connection comes
+up it opens one itself, on the kernel's target of the same name (registered by
+``%load_ext agentnb``, :func:`register_target`):
+
+- frontend opens: ``{version: 2, client, cells: [the notebook's cell ids]}``
+- kernel, for each run whose anchor is one of those cells and that is still going
+  or has steps the frontend has not acknowledged: ``{action: "attach", run_id,
+  anchor, display: <the %%agents cell's display bundle>}``, then every step of the
+  run as an ``insert`` (the frontend skips keys the notebook already has); the
+  writer uses this comm from now on and stops writing to its old one (left open:
+  the new page never saw it). No such run: the kernel closes the comm.
 """
 
 from __future__ import annotations
@@ -22,17 +36,23 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from comm import create_comm
 from comm.base_comm import BaseComm
 
-__all__ = ["COMM_TARGET", "CellWriter", "anchor_cell_id"]
+__all__ = [
+    "COMM_TARGET",
+    "CellWriter",
+    "anchor_cell_id",
+    "register_target",
+    "unregister_target",
+]
 
 log = logging.getLogger(__name__)
 
 COMM_TARGET = "agentnb.cells"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 _SAVE_HINT = "Save the analysis with `%agents save PATH` or the Save button to get them as cells."
 NO_EXTENSION = (
@@ -45,11 +65,19 @@ NO_ANSWER = (
 )
 NO_KERNEL = f"Cells were not inserted: this is not running in a Jupyter kernel. {_SAVE_HINT}"
 DISCONNECTED = (
-    "Cells are no longer inserted: the notebook page closed its connection to this run "
-    f"(reloaded, or the kernel was changed). {_SAVE_HINT}"
+    "The notebook page closed its connection to this run (the notebook was closed, or its "
+    "kernel was changed): the run goes on, and its steps are inserted when the notebook is "
+    f"opened again on this kernel. {_SAVE_HINT}"
 )
 
-State = Literal["connecting", "active", "unavailable"]
+State = Literal["connecting", "active", "detached", "unavailable"]
+
+# The writers a notebook page can attach to: their run is going, or it ended with
+# steps no page has acknowledged yet. One list per kernel, as the comm target is.
+_attachable: list[CellWriter] = []
+# A run that ended while no page was open keeps its steps (outputs and all) for a
+# page that comes back, but only the latest few such runs do.
+KEEP_FINISHED = 8
 
 
 def anchor_cell_id() -> str | None:
@@ -79,25 +107,151 @@ def _in_kernel() -> bool:
     return bool(Kernel.initialized())
 
 
+class _Link(Protocol):
+    """Where a writer's messages go: the comm it opened, or one a page opened."""
+
+    def send(self, data: dict[str, Any]) -> None: ...
+
+    def release(self, writer: CellWriter) -> None:
+        """The writer is done with this link: close it if nobody else uses it."""
+
+    def leave(self, writer: CellWriter) -> None:
+        """The writer moved to another page's link; this one's page is likely gone."""
+
+
+class _OwnComm:
+    """The comm a writer opened from the ``%%agents`` cell; nobody else uses it."""
+
+    def __init__(self, comm: BaseComm) -> None:
+        self.comm = comm
+
+    def send(self, data: dict[str, Any]) -> None:
+        self.comm.send(data)
+
+    def release(self, writer: CellWriter) -> None:
+        self.comm.close()
+
+    def leave(self, writer: CellWriter) -> None:
+        # Not closed: the page now attached never saw this comm open, and
+        # JupyterLab logs an error for the close of a comm it does not know. Left
+        # open in the kernel's comm manager; an old page still alive may answer
+        # on it, and the writer ignores what comes from a link it left.
+        pass
+
+
+class _Page:
+    """A comm a notebook page opened to attach to the runs it shows; shared by them."""
+
+    def __init__(self, comm: BaseComm, client: str) -> None:
+        self.comm = comm
+        self.client = client
+        self.writers: dict[str, CellWriter] = {}
+        self.closed = False
+        comm.on_msg(self._received)
+        comm.on_close(self._closed_by_frontend)
+
+    def send(self, data: dict[str, Any]) -> None:
+        if not self.closed:
+            self.comm.send(data)
+
+    def release(self, writer: CellWriter) -> None:
+        self.writers.pop(writer.run_id, None)
+        if not self.writers and not self.closed:
+            self.closed = True
+            self.comm.close()
+
+    def leave(self, writer: CellWriter) -> None:
+        # as _OwnComm.leave: another page is attached now, which never saw this comm
+        self.writers.pop(writer.run_id, None)
+
+    def _received(self, msg: Mapping[str, Any]) -> None:
+        data = msg["content"]["data"]
+        key = data.get("key")
+        run_id = key.rpartition(":")[0] if isinstance(key, str) else ""
+        writer = self.writers.get(run_id)
+        if writer is None:
+            log.warning("a notebook page wrote about a run it is not attached to: %r", data)
+            return
+        writer._on_loop(writer._received, data, self)
+
+    def _closed_by_frontend(self, _msg: Mapping[str, Any]) -> None:
+        self.closed = True
+        writers, self.writers = list(self.writers.values()), {}
+        for writer in writers:
+            writer._on_loop(writer._link_closed, self)
+
+
+def _page_opened(comm: BaseComm, msg: Mapping[str, Any]) -> None:
+    """A notebook page opened a comm on our target: attach it to the runs it shows."""
+    data = msg["content"]["data"]
+    if data.get("version") != PROTOCOL_VERSION:
+        log.info(
+            "a notebook page speaks agentnb.cells version %s, this kernel %s: not attached",
+            data.get("version"),
+            PROTOCOL_VERSION,
+        )
+        comm.close()
+        return
+    cells = data.get("cells")
+    shown = {c for c in cells if isinstance(c, str)} if isinstance(cells, list) else set()
+    writers = [w for w in _attachable if w.anchor is not None and w.anchor in shown]
+    if not writers:
+        comm.close()  # nothing of ours in that notebook is going on
+        return
+    page = _Page(comm, str(data.get("client")))
+    for writer in writers:
+        page.writers[writer.run_id] = writer
+        writer._on_loop(writer.attach, page)
+
+
+def register_target() -> None:
+    """Let notebook pages attach to runs they did not start (a reload, a reopened tab).
+
+    ``%load_ext agentnb`` calls it; outside a kernel it does nothing.
+    """
+    if not _in_kernel():
+        return
+    from comm import get_comm_manager
+
+    get_comm_manager().register_target(COMM_TARGET, _page_opened)
+
+
+def unregister_target() -> None:
+    if not _in_kernel():
+        return
+    from comm import get_comm_manager
+
+    manager = get_comm_manager()
+    if manager.targets.get(COMM_TARGET) is _page_opened:
+        manager.unregister_target(COMM_TARGET, _page_opened)
+
+
 class CellWriter:
     """Sends a run's approved steps to the notebook frontend as cells.
 
     Use it on the kernel's event loop: :meth:`open` inside the ``%%agents`` cell
     (the comm's parent header must be that cell's request, so that only the
-    browser that ran it writes), then :meth:`insert` per step, :meth:`close` at
-    the end. Steps inserted before the frontend answers are queued and sent in
-    order once it does.
+    browser that ran it writes), then :meth:`insert` per step, :meth:`finish` when
+    the run ends. Steps inserted before the frontend answers are sent in order
+    once it does.
+
+    The writer keeps every step until the run has ended and a frontend has
+    acknowledged them all: a page that did not run the cell (the tab was closed and
+    the notebook opened again) attaches through :func:`register_target`'s comm
+    target and gets them all, and every step after that.
 
     Args:
         run_id: the run's id; with the step number it makes each cell's key.
         anchor: id of the ``%%agents`` cell (:func:`anchor_cell_id`); steps go
             below it. None appends them at the end of the notebook.
         on_status: called with a sentence for the user when cells cannot be
-            inserted (no extension, no answer, a failed insert).
+            inserted (no extension, no answer, a failed insert, a page gone).
         ready_timeout: seconds to wait for the frontend's answer after
             :meth:`open` before giving up (headless runs never answer).
-        on_inserted: called with the step number and the new cell's id when the
-            frontend inserted a step.
+        on_inserted: called with the step number and the new cell's id the first
+            time a frontend inserted a step.
+        display: returns the ``%%agents`` cell's display bundle (the widget's view),
+            which a page that attaches shows in that cell if it lacks it.
     """
 
     def __init__(
@@ -108,6 +262,7 @@ class CellWriter:
         on_status: Callable[[str], None] | None = None,
         ready_timeout: float = 5.0,
         on_inserted: Callable[[int, str], None] | None = None,
+        display: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.run_id = run_id
         self.anchor = anchor
@@ -115,12 +270,17 @@ class CellWriter:
         self.client: str | None = None  # "lab" or "notebook", once ready
         self.inserted: dict[str, str] = {}  # key -> id of the cell it landed in
         self.errors: list[str] = []
+        self.attached = 0  # how many pages attached after the one that ran the cell
         self._on_status = on_status
         self._on_inserted = on_inserted
+        self._display = display
         self._steps: dict[str, int] = {}
+        self._messages: dict[str, dict[str, Any]] = {}  # every step's insert, in order
+        self._settled: set[str] = set()  # keys a frontend inserted, found or refused
+        self._finished = False
+        self._closed = False
         self._ready_timeout = ready_timeout
-        self._comm: BaseComm | None = None
-        self._queued: list[dict[str, Any]] = []
+        self._link: _Link | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._answered: asyncio.Future[bool] | None = None
@@ -128,7 +288,7 @@ class CellWriter:
 
     def open(self) -> None:
         """Open the comm; the frontend's answer arrives later (see :meth:`ready`)."""
-        if self._comm is not None or self.state != "connecting":
+        if self._link is not None or self.state != "connecting" or self._closed:
             return
         if not _in_kernel():
             self._give_up(NO_KERNEL)
@@ -138,9 +298,12 @@ class CellWriter:
         self._answered = self._loop.create_future()
         self._timer = self._loop.call_later(self._ready_timeout, self._give_up, NO_ANSWER)
         data = {"anchor": self.anchor, "run_id": self.run_id, "version": PROTOCOL_VERSION}
-        self._comm = create_comm(target_name=COMM_TARGET, data=data)
-        self._comm.on_msg(lambda msg: self._on_loop(self._received, msg["content"]["data"]))
-        self._comm.on_close(lambda _msg: self._on_loop(self._closed_by_frontend))
+        comm = create_comm(target_name=COMM_TARGET, data=data)
+        own = _OwnComm(comm)
+        self._link = own
+        comm.on_msg(lambda msg: self._on_loop(self._received, msg["content"]["data"], own))
+        comm.on_close(lambda _msg: self._on_loop(self._link_closed, own))
+        _attachable.append(self)
 
     async def ready(self) -> bool:
         """True once the frontend's extension answered; False if cells cannot be inserted."""
@@ -159,7 +322,10 @@ class CellWriter:
         outputs: Sequence[Mapping[str, Any]],
         metadata: Mapping[str, Any],
     ) -> None:
-        """Send one step as a code cell (queued until the frontend is ready)."""
+        """Send one step as a code cell (kept until a frontend is there to take it)."""
+        if self._closed:
+            log.debug("step %s of a closed writer not inserted", step)
+            return
         key = f"{self.run_id}:{step}"
         cell = {
             "cell_type": "code",
@@ -175,21 +341,58 @@ class CellWriter:
             },
         }
         self._steps[key] = step
-        message = {"action": "insert", "key": key, "cell": cell}
-        if self.state == "active" and self._comm is not None:
-            self._comm.send(message)
-        elif self.state == "connecting":
-            self._queued.append(message)
-        else:
-            log.debug("step %s not inserted: cells are unavailable", key)
+        message = {"action": "insert", "run_id": self.run_id, "key": key, "cell": cell}
+        self._messages[key] = message
+        if self.state == "active" and self._link is not None:
+            self._link.send(message)
+
+    def attach(self, page: _Page) -> None:
+        """A notebook page that shows the anchor cell connected: it gets the run from now on.
+
+        The newest page wins: the one the user opened last is the one looking.
+        Every step goes again, and the page skips those its notebook already has.
+        """
+        if self._closed:
+            page.release(self)
+            return
+        old, self._link = self._link, page
+        if old is not None and old is not page:
+            old.leave(self)
+        self.client = page.client
+        self.attached += 1
+        self._settle("active")
+        page.send(
+            {
+                "action": "attach",
+                "run_id": self.run_id,
+                "anchor": self.anchor,
+                "display": self._display_bundle(),
+            }
+        )
+        for message in self._messages.values():
+            page.send(message)
+
+    def finish(self) -> None:
+        """The run ended: close once a frontend has taken every step.
+
+        Until then a page may still attach and get them; the oldest finished
+        writers beyond :data:`KEEP_FINISHED` are closed (their steps dropped).
+        """
+        self._finished = True
+        self._maybe_done()
+        waiting = [w for w in _attachable if w._finished]
+        for writer in waiting[: max(0, len(waiting) - KEEP_FINISHED)]:
+            writer.close()
 
     def close(self) -> None:
         """Close the comm; nothing is inserted afterwards."""
+        self._closed = True
         self._settle("unavailable")
-        self._queued.clear()
-        comm, self._comm = self._comm, None
-        if comm is not None:
-            comm.close()
+        if self in _attachable:
+            _attachable.remove(self)
+        link, self._link = self._link, None
+        if link is not None:
+            link.release(self)
 
     def _on_loop(self, handler: Callable[..., None], *args: Any) -> None:
         # ipykernel 7 may dispatch comm messages on a subshell thread; the writer's
@@ -199,9 +402,20 @@ class CellWriter:
         else:
             self._loop.call_soon_threadsafe(handler, *args)
 
-    def _received(self, data: Mapping[str, Any]) -> None:
+    def _display_bundle(self) -> Mapping[str, Any] | None:
+        if self._display is None:
+            return None
+        try:
+            return dict(self._display())
+        except Exception:
+            log.exception("the display of the %%agents cell could not be made")
+            return None
+
+    def _received(self, data: Mapping[str, Any], link: _Link) -> None:
         event = data.get("event")
-        if event == "ready" and self.state == "connecting":
+        if event == "ready":
+            if link is not self._link or self.state != "connecting":
+                return  # an answer to a comm this writer already left
             if data.get("version") != PROTOCOL_VERSION:
                 self._give_up(
                     f"Cells were not inserted: the browser's agentnb extension speaks protocol "
@@ -211,45 +425,65 @@ class CellWriter:
                 return
             self.client = str(data.get("client"))
             self._settle("active")
-            queued, self._queued = self._queued, []
-            for message in queued:
-                if self._comm is not None:
-                    self._comm.send(message)
+            for message in self._messages.values():
+                link.send(message)
         elif event == "inserted":
             key, cell_id = str(data["key"]), str(data["cell_id"])
+            first = key not in self.inserted
             self.inserted[key] = cell_id
-            if self._on_inserted is not None and key in self._steps:
+            self._settled.add(key)
+            if first and self._on_inserted is not None and key in self._steps:
                 try:
                     self._on_inserted(self._steps[key], cell_id)
                 except Exception:
                     log.exception("on_inserted callback failed")
             if data.get("note"):
-                log.info("step %s: %s", data["key"], data["note"])
+                log.info("step %s: %s", key, data["note"])
         elif event == "error":
-            error = f"{data.get('key')}: {data.get('message')}"
-            self.errors.append(error)
-            if self.state == "connecting":
+            about = data.get("key")
+            self.errors.append(f"{about}: {data.get('message')}")
+            if self.state == "connecting" and link is self._link:
                 self._give_up(f"Cells were not inserted: {data.get('message')}. {_SAVE_HINT}")
-            else:
-                self._status(f"Step {data.get('key')} was not inserted: {data.get('message')}.")
+                return
+            if isinstance(about, str):
+                self._settled.add(about)
+            self._status(f"Step {about} was not inserted: {data.get('message')}.")
         else:
             log.warning("unexpected message from the agentnb-cells extension: %r", data)
+        self._maybe_done()
 
-    def _closed_by_frontend(self) -> None:
-        self._comm = None  # already closed on both sides
-        self._give_up(NO_EXTENSION if self.state == "connecting" else DISCONNECTED)
+    def _link_closed(self, link: _Link) -> None:
+        if link is not self._link:
+            return  # a comm this writer already left
+        self._link = None  # already closed on both sides
+        if self.state == "connecting":
+            self._give_up(NO_EXTENSION)
+        elif self.state == "active":
+            self.state = "detached"
+            log.info(DISCONNECTED)
+            self._status(DISCONNECTED)
+
+    def _maybe_done(self) -> None:
+        if (
+            self._finished
+            and not self._closed
+            and self.state != "connecting"
+            and self._settled.issuperset(self._messages)
+        ):
+            self.close()
 
     def _give_up(self, reason: str) -> None:
         if self.state == "unavailable":
             return
         self._settle("unavailable")
-        self._queued.clear()
         log.info(reason)
         self._status(reason)
-        if self._comm is not None:
-            # a frontend answering late must not insert what the user was told is lost
-            self._comm.close()
-            self._comm = None
+        link, self._link = self._link, None
+        if link is not None:
+            # a frontend answering late must not insert what the user was just told of;
+            # a page that attaches later still gets the steps
+            link.release(self)
+        self._maybe_done()
 
     def _settle(self, state: State) -> None:
         self.state = state

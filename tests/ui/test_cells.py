@@ -3,7 +3,8 @@
 The test sends execute_requests carrying a cell id in their metadata, as
 JupyterLab and Notebook 7 do, watches IOPub for the ``agentnb.cells`` comm, and
 answers as the agentnb-cells extension would, or closes the comm as a frontend
-without it does.
+without it does. A second client of the same kernel plays a page opened later
+(the tab was closed and the notebook opened again), which opens a comm itself.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import asyncio
 import contextlib
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.session import Session
 
 from agentnb.ui.cells import (
     COMM_TARGET,
@@ -27,6 +30,7 @@ from agentnb.ui.cells import (
     NO_ANSWER,
     NO_EXTENSION,
     NO_KERNEL,
+    PROTOCOL_VERSION,
     CellWriter,
     anchor_cell_id,
 )
@@ -37,13 +41,22 @@ Message = dict[str, Any]
 # tests/conftest.py recognises.
 kernel_tier = pytest.mark.kernel
 
-SETUP = (
-    "from agentnb.ui.cells import CellWriter, anchor_cell_id\n"
-    "statuses = []\n"
-    "writer = CellWriter(run_id='run-1', anchor=anchor_cell_id(), "
-    "on_status=statuses.append, ready_timeout={timeout})\n"
-    "writer.open()\n"
-)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+DISPLAY = {WIDGET_VIEW: {"model_id": "m1", "version_major": 2, "version_minor": 0}}
+
+
+def setup(timeout: float) -> str:
+    """The cell that makes the writer, as the magic does, with callbacks to look at."""
+    return (
+        "from agentnb.ui.cells import CellWriter, anchor_cell_id, register_target\n"
+        "register_target()\n"
+        "statuses, marked = [], []\n"
+        "writer = CellWriter(run_id='run-1', anchor=anchor_cell_id(), "
+        f"on_status=statuses.append, ready_timeout={timeout}, "
+        "on_inserted=lambda step, cell_id: marked.append((step, cell_id)), "
+        f"display=lambda: {DISPLAY!r})\n"
+        "writer.open()\n"
+    )
 
 
 class Frontend:
@@ -142,27 +155,64 @@ class Frontend:
         msg = self.client.session.msg("comm_close", {"comm_id": comm_id, "data": {}})
         self.client.shell_channel.send(msg)
 
+    def open_comm(self, data: Message) -> str:
+        """Open a comm on the kernel's ``agentnb.cells`` target, as a reopened page does."""
+        comm_id = uuid.uuid4().hex
+        content = {"comm_id": comm_id, "target_name": COMM_TARGET, "data": data}
+        self.client.shell_channel.send(self.client.session.msg("comm_open", content))
+        return comm_id
+
+    async def closed(self, comm_id: str) -> None:
+        await self.wait_for(lambda _m: self.comm_messages(comm_id, "comm_close") != [])
+
+
+async def connect(manager: AsyncKernelManager) -> tuple[Any, Frontend]:
+    """Another client of the kernel: a browser page with a session of its own."""
+    # not the manager's Session: one Session refuses a message it already verified,
+    # and every client receives every IOPub message
+    own = Session(key=manager.session.key, signature_scheme=manager.session.signature_scheme)
+    client = manager.client(session=own)
+    client.start_channels()
+    await client.wait_for_ready(timeout=30)
+    return client, Frontend(client)
+
 
 @pytest.fixture
-async def frontend(tmp_path: Path) -> AsyncIterator[Frontend]:
+async def manager(tmp_path: Path) -> AsyncIterator[AsyncKernelManager]:
     context = zmq.asyncio.Context()
-    manager = AsyncKernelManager(
+    started = AsyncKernelManager(
         context=context, transport="ipc", connection_file=str(tmp_path / "kernel.json")
     )
-    await manager.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = manager.client()
-    client.start_channels()
-    frontend = None
+    await started.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        await client.wait_for_ready(timeout=30)
-        frontend = Frontend(client)
-        yield frontend
+        yield started
     finally:
-        if frontend is not None:
-            frontend._reader.cancel()
-        client.stop_channels()
-        await manager.shutdown_kernel(now=True)
+        await started.shutdown_kernel(now=True)
         context.destroy(linger=0)
+
+
+Pages = Callable[[], Awaitable[Frontend]]
+
+
+@pytest.fixture
+async def pages(manager: AsyncKernelManager) -> AsyncIterator[Pages]:
+    """``await pages()``: one more browser page connected to the kernel."""
+    opened: list[tuple[Any, Frontend]] = []
+
+    async def page() -> Frontend:
+        opened.append(await connect(manager))
+        return opened[-1][1]
+
+    yield page
+    for client, frontend in opened:
+        frontend._reader.cancel()
+        client.stop_channels()
+
+
+@pytest.fixture
+async def frontend(pages: Pages) -> Frontend:
+    """The page that runs the ``%%agents`` cell."""
+    return await pages()
 
 
 def cell(step: int, code: str, outputs: list[Message], **tags: Any) -> Message:
@@ -170,6 +220,7 @@ def cell(step: int, code: str, outputs: list[Message], **tags: Any) -> Message:
     key = f"run-1:{step}"
     return {
         "action": "insert",
+        "run_id": "run-1",
         "key": key,
         "cell": {
             "cell_type": "code",
@@ -187,12 +238,11 @@ def cell(step: int, code: str, outputs: list[Message], **tags: Any) -> Message:
 @kernel_tier
 async def test_steps_reach_the_frontend_in_order_once_it_is_ready(frontend: Frontend) -> None:
     cell_msg = await frontend.execute(
-        SETUP.format(timeout=30)
-        + "writer.insert(step=1, code='x = 1', outputs=[], metadata={'title': 'load'})",
+        setup(30) + "writer.insert(step=1, code='x = 1', outputs=[], metadata={'title': 'load'})",
         cell_id="agents-cell",
     )
     opened = await frontend.comm_open()
-    assert opened["content"]["data"] == {"anchor": "agents-cell", "run_id": "run-1", "version": 1}
+    assert opened["content"]["data"] == {"anchor": "agents-cell", "run_id": "run-1", "version": 2}
     # the open belongs to the %%agents cell's request: only the browser that sent
     # it (its session) acts on it
     assert opened["parent_header"]["msg_id"] == cell_msg
@@ -203,7 +253,7 @@ async def test_steps_reach_the_frontend_in_order_once_it_is_ready(frontend: Fron
     assert await frontend.evaluate("writer.state") == "connecting"
     assert frontend.comm_messages(comm_id) == []
 
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 1})
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 2})
     assert await frontend.evaluate("writer.state, writer.client") == ("active", "lab")
     await frontend.execute(
         "out = [{'output_type': 'stream', 'name': 'stdout', 'text': '2\\n'}]\n"
@@ -240,13 +290,13 @@ async def test_steps_reach_the_frontend_in_order_once_it_is_ready(frontend: Fron
 
 @kernel_tier
 async def test_an_awaiting_cell_learns_the_frontend_is_ready(frontend: Frontend) -> None:
-    await frontend.execute(SETUP.format(timeout=30), cell_id="agents-cell")
+    await frontend.execute(setup(30), cell_id="agents-cell")
     comm_id = (await frontend.comm_open())["content"]["comm_id"]
     # the %%agents cell awaits the answer; the comm message must get through meanwhile
     waiting = frontend.send_execute("ok = await writer.ready()")
     await asyncio.sleep(0.3)
     started = time.monotonic()
-    frontend.reply(comm_id, {"event": "ready", "client": "notebook", "version": 1})
+    frontend.reply(comm_id, {"event": "ready", "client": "notebook", "version": 2})
     await frontend.finished(waiting)
     assert time.monotonic() - started < 5
     assert await frontend.evaluate("ok, writer.state, statuses") == (True, "active", [])
@@ -255,7 +305,7 @@ async def test_an_awaiting_cell_learns_the_frontend_is_ready(frontend: Frontend)
 @kernel_tier
 async def test_a_frontend_without_the_extension_closes_the_comm(frontend: Frontend) -> None:
     await frontend.execute(
-        SETUP.format(timeout=30) + "writer.insert(step=1, code='x', outputs=[], metadata={})",
+        setup(30) + "writer.insert(step=1, code='x', outputs=[], metadata={})",
         cell_id="agents-cell",
     )
     comm_id = (await frontend.comm_open())["content"]["comm_id"]
@@ -273,18 +323,21 @@ async def test_a_frontend_without_the_extension_closes_the_comm(frontend: Fronte
 
 @kernel_tier
 async def test_the_frontend_going_away_mid_run_is_reported(frontend: Frontend) -> None:
-    await frontend.execute(SETUP.format(timeout=30), cell_id="agents-cell")
+    await frontend.execute(setup(30), cell_id="agents-cell")
     comm_id = (await frontend.comm_open())["content"]["comm_id"]
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 1})
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 2})
     assert await frontend.evaluate("writer.state") == "active"
     frontend.close(comm_id)
-    assert await frontend.evaluate("writer.state, statuses") == ("unavailable", [DISCONNECTED])
+    # the steps after that wait for a page to attach (see the tests below)
+    await frontend.execute("writer.insert(step=1, code='x', outputs=[], metadata={})")
+    assert await frontend.evaluate("writer.state, statuses") == ("detached", [DISCONNECTED])
+    assert frontend.comm_messages(comm_id) == []
 
 
 @kernel_tier
 async def test_no_answer_gives_up_after_the_timeout(frontend: Frontend) -> None:
     await frontend.execute(
-        SETUP.format(timeout=0.5) + "writer.insert(step=1, code='x', outputs=[], metadata={})",
+        setup(0.5) + "writer.insert(step=1, code='x', outputs=[], metadata={})",
         cell_id="agents-cell",
     )
     comm_id = (await frontend.comm_open())["content"]["comm_id"]
@@ -297,19 +350,155 @@ async def test_no_answer_gives_up_after_the_timeout(frontend: Frontend) -> None:
     assert time.monotonic() - started < 5
     # closed on the kernel side, so a frontend answering late inserts nothing
     await frontend.wait_for(lambda _m: frontend.comm_messages(comm_id, "comm_close") != [])
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 1})
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 2})
     assert await frontend.evaluate("writer.state") == "unavailable"
     assert frontend.comm_messages(comm_id) == []
 
 
 @kernel_tier
 async def test_an_extension_of_another_protocol_version_is_not_used(frontend: Frontend) -> None:
-    await frontend.execute(SETUP.format(timeout=30), cell_id="agents-cell")
+    await frontend.execute(setup(30), cell_id="agents-cell")
     comm_id = (await frontend.comm_open())["content"]["comm_id"]
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 2})
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 1})
     state, statuses = await frontend.evaluate("writer.state, statuses")
     assert state == "unavailable"
-    assert "protocol version 2" in statuses[0]
+    assert "protocol version 1, this kernel 2" in statuses[0]
+
+
+# --- a page that did not run the cell ---------------------------------------------------
+
+
+def hello(*cells: str, version: int = PROTOCOL_VERSION) -> Message:
+    """What a page opens the comm with when its kernel connection comes up."""
+    return {"version": version, "client": "notebook", "cells": list(cells)}
+
+
+def attach_message() -> Message:
+    return {"action": "attach", "run_id": "run-1", "anchor": "agents-cell", "display": DISPLAY}
+
+
+def inserted(step: int, cell_id: str, **extra: Any) -> Message:
+    return {"event": "inserted", "key": f"run-1:{step}", "cell_id": cell_id, "index": 2, **extra}
+
+
+async def ran_and_left(frontend: Frontend) -> str:
+    """The page runs the cell, inserts step 1, and is closed while step 2 runs (no
+    comm_close: a closed tab sends nothing). Returns its comm's id."""
+    await frontend.execute(
+        setup(30) + "writer.insert(step=1, code='x = 1', outputs=[], metadata={})",
+        cell_id="agents-cell",
+    )
+    comm_id = str((await frontend.comm_open())["content"]["comm_id"])
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 2})
+    await frontend.inserts(comm_id, 1)
+    frontend.reply(comm_id, inserted(1, "a1"))
+    assert await frontend.evaluate("writer.inserted") == {"run-1:1": "a1"}
+    return comm_id
+
+
+@kernel_tier
+async def test_a_reopened_page_gets_the_whole_run_and_what_follows(
+    frontend: Frontend, pages: Pages
+) -> None:
+    first = await ran_and_left(frontend)
+    await frontend.execute("writer.insert(step=2, code='x + 1', outputs=[], metadata={})")
+    assert len(frontend.comm_messages(first)) == 2  # step 2 went to a page that is gone
+
+    page = await pages()
+    comm_id = page.open_comm(hello("setup-cell", "agents-cell"))
+    # the run, then every step: step 1 again, as the page may have lost it unsaved
+    sent = await page.inserts(comm_id, 3)
+    assert sent == [attach_message(), cell(1, "x = 1", []), cell(2, "x + 1", [])]
+    page.reply(comm_id, inserted(1, "b1", duplicate=True))
+    page.reply(comm_id, inserted(2, "b2"))
+    assert await page.evaluate("writer.state, writer.client, writer.attached, statuses") == (
+        "active",
+        "notebook",
+        1,
+        [],
+    )
+    # each step's card is marked once, when it first landed
+    assert await page.evaluate("writer.inserted, marked") == (
+        {"run-1:1": "b1", "run-1:2": "b2"},
+        [(1, "a1"), (2, "b2")],
+    )
+
+    await page.execute("writer.insert(step=3, code='x + 2', outputs=[], metadata={})")
+    assert (await page.inserts(comm_id, 4))[3] == cell(3, "x + 2", [])
+    assert len(frontend.comm_messages(first)) == 2  # nothing more to the page that left
+    # the old comm is left, not closed: the page now attached never saw it open, and
+    # JupyterLab logs an error for the close of a comm it does not know
+    assert page.comm_messages(first, "comm_close") == []
+
+    # the run ends; once the page has every step the writer is done with it
+    await page.execute("writer.finish()")
+    assert await page.evaluate("writer.state") == "active"
+    page.reply(comm_id, inserted(3, "b3"))
+    await page.closed(comm_id)
+    assert await page.evaluate("writer.state, statuses") == ("unavailable", [])
+    again = page.open_comm(hello("agents-cell"))
+    await page.closed(again)  # nothing going on in that notebook any more
+    assert page.comm_messages(again) == []
+
+
+@kernel_tier
+async def test_a_page_attaches_while_the_agents_cell_awaits(
+    frontend: Frontend, pages: Pages
+) -> None:
+    await ran_and_left(frontend)
+    # connected before the cell runs: wait_for_ready's kernel_info_request would queue
+    # behind it (a browser goes on after a few seconds without the reply)
+    page = await pages()
+    # the %%agents cell awaits its run, as the magic does; the page's comm_open must get
+    # through meanwhile
+    waiting = frontend.send_execute(
+        "import asyncio\n"
+        "for _ in range(200):\n"
+        "    if writer.attached:\n"
+        "        break\n"
+        "    await asyncio.sleep(0.05)\n"
+        "seen = writer.attached"
+    )
+    await frontend.wait_for(
+        lambda m: m["msg_type"] == "execute_input" and m["parent_header"]["msg_id"] == waiting
+    )
+    started = time.monotonic()
+    comm_id = page.open_comm(hello("agents-cell"))
+    assert (await page.inserts(comm_id, 2))[0] == attach_message()
+    assert time.monotonic() - started < 5
+    await frontend.finished(waiting)
+    assert await page.evaluate("seen") == 1
+
+
+@kernel_tier
+async def test_steps_that_ran_while_no_page_was_open_wait_for_one(
+    frontend: Frontend, pages: Pages
+) -> None:
+    await ran_and_left(frontend)
+    # the run goes on and ends with no page open
+    await frontend.execute(
+        "writer.insert(step=2, code='y = 2', outputs=[], metadata={})\nwriter.finish()"
+    )
+    page = await pages()
+    comm_id = page.open_comm(hello("agents-cell"))
+    sent = await page.inserts(comm_id, 3)
+    assert sent[2] == cell(2, "y = 2", [])
+    page.reply(comm_id, inserted(1, "b1", duplicate=True))
+    page.reply(comm_id, {"event": "error", "key": "run-1:2", "message": "read-only"})
+    await page.closed(comm_id)  # every step answered: nothing is kept any more
+    assert await page.evaluate("statuses") == ["Step run-1:2 was not inserted: read-only."]
+
+
+@kernel_tier
+async def test_pages_without_a_run_going_on_are_closed(frontend: Frontend, pages: Pages) -> None:
+    await ran_and_left(frontend)
+    page = await pages()
+    other = page.open_comm(hello("some-cell", "another-cell"))
+    old = page.open_comm(hello("agents-cell", version=1))
+    await page.closed(other)
+    await page.closed(old)
+    assert page.comm_messages(other) == page.comm_messages(old) == []
+    assert await page.evaluate("writer.state, writer.attached") == ("active", 0)
 
 
 @kernel_tier

@@ -3,7 +3,11 @@
  * as code cells, below that cell, in JupyterLab 4 and Notebook 7.
  *
  * The kernel opens a comm on target `agentnb.cells` from the `%%agents` cell and
- * sends one `insert` per approved step; README.md describes the protocol.
+ * sends one `insert` per approved step. A page that did not run the cell (the
+ * tab was closed and the notebook opened again, or the page reloaded) opens a
+ * comm on the kernel's target of the same name when its kernel connection comes
+ * up, and the kernel attaches the runs going on to it. README.md describes the
+ * protocol.
  */
 import type {
   JupyterFrontEnd,
@@ -12,17 +16,25 @@ import type {
 import {
   INotebookTracker,
   type ISharedCell,
+  type ISharedCodeCell,
   type NotebookPanel
 } from '@jupyterlab/notebook';
-import type { JSONObject, Kernel, KernelMessage } from '@jupyterlab/services';
+import type {
+  JSONObject,
+  JSONValue,
+  Kernel,
+  KernelMessage
+} from '@jupyterlab/services';
 
 const TARGET = 'agentnb.cells';
-const VERSION = 1;
+const VERSION = 2;
+/** The versions of a kernel's open this extension answers, in that version. */
+const SPOKEN = [1, 2];
+const WIDGET_VIEW = 'application/vnd.jupyter.widget-view+json';
 
-interface IOpenData {
+interface IRun {
   anchor: string | null;
   run_id: string;
-  version: number;
 }
 
 interface IPlacement {
@@ -39,13 +51,17 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+function isObject(value: JSONValue | undefined): value is JSONObject {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
 /** The cells of one run: where they go, and that each lands once. */
 class RunWriter {
   private last: string | null = null;
 
   constructor(
     private readonly panel: NotebookPanel,
-    private readonly run: IOpenData
+    private readonly run: IRun
   ) {}
 
   handle(data: JSONObject): JSONObject {
@@ -135,21 +151,106 @@ function opened(
   if (parent.session !== kernel.clientId) {
     return;
   }
-  const run = msg.content.data as unknown as IOpenData;
-  if (run.version !== VERSION) {
+  const data = msg.content.data;
+  const version = data.version;
+  if (typeof version !== 'number' || !SPOKEN.includes(version)) {
     comm.send({
       event: 'error',
       key: null,
-      message: `agentnb-cells speaks protocol version ${VERSION}, not ${String(run.version)}`
+      message: `agentnb-cells speaks protocol versions ${SPOKEN.join(', ')}, not ${String(version)}`
     });
     comm.close();
     return;
   }
-  const writer = new RunWriter(panel, run);
+  const anchor = typeof data.anchor === 'string' ? data.anchor : null;
+  const writer = new RunWriter(panel, { anchor, run_id: String(data.run_id) });
   comm.onMsg = message => {
     comm.send(writer.handle(message.content.data));
   };
-  comm.send({ event: 'ready', client, version: VERSION });
+  // an older kernel is answered in its own version, which it checks
+  comm.send({ event: 'ready', client, version });
+}
+
+function isAgentsCell(cell: ISharedCell): boolean {
+  return cell.cell_type === 'code' && /^\s*%%agents\b/.test(cell.getSource());
+}
+
+/**
+ * Puts the run's widget back into its `%%agents` cell, unless the cell shows it
+ * already (a notebook saved with the widget: the widget manager restores it).
+ */
+function show(panel: NotebookPanel, anchor: string | null, display: JSONValue): void {
+  const view = isObject(display) ? display[WIDGET_VIEW] : undefined;
+  const model = panel.model;
+  if (anchor === null || !isObject(display) || !isObject(view) || model === null) {
+    return;
+  }
+  const index = model.sharedModel.cells.findIndex(c => c.id === anchor);
+  const cell = model.sharedModel.cells[index];
+  if (cell === undefined || cell.cell_type !== 'code') {
+    return;
+  }
+  const code = cell as ISharedCodeCell;
+  const shows = code.getOutputs().some(output => {
+    const data = output.data;
+    const shown = isObject(data) ? data[WIDGET_VIEW] : undefined;
+    return isObject(shown) && shown.model_id === view.model_id;
+  });
+  if (shows) {
+    return;
+  }
+  // The output is the kernel's display of the cell the user ran, as if this
+  // page had run it; an untrusted cell would show its text instead of the
+  // widget, which is not a safe mimetype.
+  const cellModel = model.cells.get(index);
+  if (cellModel.id === anchor) {
+    cellModel.trusted = true;
+  }
+  code.setOutputs([{ output_type: 'display_data', data: display, metadata: {} }]);
+}
+
+/**
+ * Asks the kernel for the `%%agents` runs going on in this notebook that this
+ * page did not start. Only for notebooks with an `%%agents` cell: a kernel
+ * without agentnb loaded logs the unknown target and closes the comm.
+ */
+function attach(
+  panel: NotebookPanel,
+  kernel: Kernel.IKernelConnection,
+  client: string
+): void {
+  const model = panel.model;
+  if (panel.isDisposed || kernel.isDisposed || model === null) {
+    return;
+  }
+  const cells = model.sharedModel.cells;
+  if (!cells.some(isAgentsCell)) {
+    return;
+  }
+  const comm = kernel.createComm(TARGET);
+  const writers = new Map<string, RunWriter>();
+  comm.onMsg = message => {
+    const data = message.content.data;
+    const runId = typeof data.run_id === 'string' ? data.run_id : null;
+    if (data.action === 'attach' && runId !== null) {
+      const anchor = typeof data.anchor === 'string' ? data.anchor : null;
+      writers.set(runId, new RunWriter(panel, { anchor, run_id: runId }));
+      try {
+        show(panel, anchor, data.display ?? null);
+      } catch (error) {
+        console.warn(`agentnb-cells: the widget of run ${runId} was not shown:`, error);
+      }
+      return;
+    }
+    const writer = runId === null ? undefined : writers.get(runId);
+    if (writer === undefined) {
+      const key = typeof data.key === 'string' ? data.key : null;
+      comm.send({ event: 'error', key, message: `no run ${String(runId)} attached here` });
+      return;
+    }
+    comm.send(writer.handle(data));
+  };
+  comm.open({ version: VERSION, client, cells: cells.map(c => c.id) });
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -160,16 +261,38 @@ const plugin: JupyterFrontEndPlugin<void> = {
   activate: (app: JupyterFrontEnd, tracker: INotebookTracker): void => {
     const client = /notebook/i.test(app.name) ? 'notebook' : 'lab';
     const watch = (panel: NotebookPanel): void => {
+      let kernel: Kernel.IKernelConnection | null = null;
+      const connected = (
+        connection: Kernel.IKernelConnection,
+        status: Kernel.ConnectionStatus
+      ): void => {
+        if (status === 'connected') {
+          void panel.context.ready.then(() => attach(panel, connection, client));
+        }
+      };
       // A restart keeps the kernel connection and its targets; choosing
       // another kernel makes a new connection, which needs the target again.
+      // Each time a connection comes up (the page opened, the socket came back)
+      // the page asks for the runs it did not start.
       const register = (): void => {
-        const kernel = panel.sessionContext.session?.kernel;
-        kernel?.registerCommTarget(TARGET, (comm, msg) =>
-          opened(panel, kernel, client, comm, msg)
+        kernel?.connectionStatusChanged.disconnect(connected);
+        kernel = panel.sessionContext.session?.kernel ?? null;
+        if (kernel === null) {
+          return;
+        }
+        const connection = kernel;
+        connection.registerCommTarget(TARGET, (comm, msg) =>
+          opened(panel, connection, client, comm, msg)
         );
+        connection.connectionStatusChanged.connect(connected);
+        connected(connection, connection.connectionStatus);
       };
       register();
       panel.sessionContext.kernelChanged.connect(register);
+      panel.disposed.connect(() => {
+        kernel?.connectionStatusChanged.disconnect(connected);
+        panel.sessionContext.kernelChanged.disconnect(register);
+      });
     };
     tracker.forEach(watch);
     tracker.widgetAdded.connect((_, panel) => watch(panel));

@@ -36,18 +36,31 @@ declare module '@jupyterlab/services' {
     type ICommCloseMsg = IMessage<{ comm_id: string; data: JSONObject }>;
   }
 
+  interface ISignal<T, U> {
+    connect(slot: (sender: T, args: U) => void): boolean;
+    disconnect(slot: (sender: T, args: U) => void): boolean;
+  }
+
   export namespace Kernel {
+    type ConnectionStatus = 'connected' | 'connecting' | 'disconnected';
+
     interface IComm {
       readonly commId: string;
       readonly isDisposed: boolean;
       onMsg: (msg: KernelMessage.ICommMsgMsg) => void | PromiseLike<void>;
       onClose: (msg: KernelMessage.ICommCloseMsg) => void | PromiseLike<void>;
+      open(data?: JSONObject): unknown;
       send(data: JSONObject): unknown;
       close(data?: JSONObject): unknown;
     }
     interface IKernelConnection {
       /** The `session` of every message this connection sends. */
       readonly clientId: string;
+      readonly isDisposed: boolean;
+      readonly connectionStatus: ConnectionStatus;
+      readonly connectionStatusChanged: ISignal<IKernelConnection, ConnectionStatus>;
+      /** A comm opened from this side; `open()` sends the comm_open. */
+      createComm(targetName: string, commId?: string): IComm;
       registerCommTarget(
         targetName: string,
         callback: (
@@ -60,7 +73,7 @@ declare module '@jupyterlab/services' {
 }
 
 declare module '@jupyterlab/notebook' {
-  import type { Kernel } from '@jupyterlab/services';
+  import type { JSONObject, Kernel } from '@jupyterlab/services';
 
   interface ISignal<T, U> {
     connect(slot: (sender: T, args: U) => void): boolean;
@@ -75,20 +88,36 @@ declare module '@jupyterlab/notebook' {
   /** A cell of the collaborative notebook document (@jupyter/ydoc). */
   export interface ISharedCell {
     readonly id: string;
+    readonly cell_type: string;
+    getSource(): string;
     getMetadata(key?: string): unknown;
+  }
+  /** A code cell of that document: `cell_type === 'code'`. */
+  export interface ISharedCodeCell extends ISharedCell {
+    getOutputs(): JSONObject[];
+    setOutputs(outputs: JSONObject[]): void;
   }
   export interface ISharedNotebook {
     readonly cells: readonly ISharedCell[];
     insertCell(index: number, cell: Record<string, unknown>): ISharedCell;
   }
+  /** A cell's model; `trusted` lets its outputs use renderers that are not safe. */
+  export interface ICellModel {
+    readonly id: string;
+    trusted: boolean;
+  }
   export interface INotebookModel {
     readonly sharedModel: ISharedNotebook;
+    readonly cells: { readonly length: number; get(index: number): ICellModel };
   }
   export interface ISessionContext {
     readonly session: { readonly kernel: Kernel.IKernelConnection | null } | null;
     readonly kernelChanged: ISignal<ISessionContext, unknown>;
   }
   export interface NotebookPanel {
+    /** Resolves once the notebook's file is loaded into `model`. */
+    readonly context: { readonly ready: Promise<void> };
+    readonly isDisposed: boolean;
     readonly model: INotebookModel | null;
     readonly sessionContext: ISessionContext;
     readonly disposed: ISignal<NotebookPanel, void>;
