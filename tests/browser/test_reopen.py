@@ -148,16 +148,22 @@ def _check_transcript(notebook: Notebook) -> None:
     assert events[-1]["reason"]["kind"] == "approved"
 
 
-def test_closing_the_tab_unsaved_and_reopening_goes_on(notebook: Notebook) -> None:
+def _run_and_approve_step_1(notebook: Notebook, name: str) -> str:
+    """Open a notebook ``name`` whose %%agents cell runs; approve step 1 and wait until
+    it is inserted. Returns the setup cell's source."""
     setup = _setup(notebook, replies=SCRIPT)
-    notebook.create("reopen.ipynb", [LOAD, setup, AGENTS, AFTER])
-    notebook.open("reopen.ipynb")
+    notebook.create(name, [LOAD, setup, AGENTS, AFTER])
+    notebook.open(name)
     notebook.run_cell(0)
     notebook.run_cell(1)
     notebook.run_cell(2, wait=False)
-
     notebook.click_button("Approve & run", within=_pending(notebook, 2, "proposes step 1"))
     notebook.wait_for(lambda: _inserted(notebook, 1), "step 1's cell")
+    return setup
+
+
+def test_closing_the_tab_unsaved_and_reopening_goes_on(notebook: Notebook) -> None:
+    setup = _run_and_approve_step_1(notebook, "reopen.ipynb")
     notebook.click_button("Approve & run", within=_pending(notebook, 2, "proposes step 2"))
     _wait_phase(notebook, 2, "running step 2")
     _close_tab(notebook)
@@ -198,15 +204,7 @@ def test_closing_the_tab_unsaved_and_reopening_goes_on(notebook: Notebook) -> No
 
 @pytest.mark.parametrize("jupyter_server", ["lab"], indirect=True)
 def test_closing_the_tab_after_saving_and_reopening_goes_on(notebook: Notebook) -> None:
-    setup = _setup(notebook, replies=SCRIPT)
-    notebook.create("saved.ipynb", [LOAD, setup, AGENTS, AFTER])
-    notebook.open("saved.ipynb")
-    notebook.run_cell(0)
-    notebook.run_cell(1)
-    notebook.run_cell(2, wait=False)
-
-    notebook.click_button("Approve & run", within=_pending(notebook, 2, "proposes step 1"))
-    notebook.wait_for(lambda: _inserted(notebook, 1), "step 1's cell")
+    setup = _run_and_approve_step_1(notebook, "saved.ipynb")
     _pending(notebook, 2, "proposes step 2")
     saved = notebook.save()
     view = _widget_views(saved["cells"][2])
