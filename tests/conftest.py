@@ -165,6 +165,11 @@ async def cell(make_cell: Callable[..., Awaitable[Cell]]) -> Cell:
     return await make_cell()
 
 
+def step(code: str, why: str = "Next step.") -> str:
+    """An author's reply that proposes ``code``."""
+    return f"{why}\n\n```python\n{code}\n```"
+
+
 def script(tmp_path: Path, analyst: list[str], critic: list[str], name: str = "r.json") -> Path:
     """A file of scripted replies per role, for ``--model scripted:PATH``."""
     path = tmp_path / name

@@ -16,12 +16,9 @@ from agentnb.models.base import message_text
 from agentnb.models.scripted import ScriptedModel
 from agentnb.run import arun
 
+from ..conftest import step as step  # the tests' own helper, shared
+
 E = TypeVar("E", bound=Event)
-
-
-def step(code: str, why: str = "Next step.") -> str:
-    """An author reply that proposes ``code``."""
-    return f"{why}\n\n```python\n{code}\n```"
 
 
 @dataclass

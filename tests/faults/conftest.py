@@ -9,8 +9,6 @@ reason in words, and the JSONL transcript holds every event the widget was given
 from __future__ import annotations
 
 import asyncio
-import html
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +19,10 @@ import pytest
 from agentnb import Execution
 
 from ..conftest import Cell, script, value
+from ..conftest import step as step  # the tests' own helper, shared
 
 TASK = "Which region sold most?"
 REPORT = "**North** sold most: 30 against 12."
-
-
-def step(code: str, why: str = "Next step.") -> str:
-    """An analyst reply that proposes ``code``."""
-    return f"{why}\n\n```python\n{code}\n```"
 
 
 # What the notebook's kernel knows of the last analysis, as a literal. The widget's
@@ -155,8 +149,3 @@ def make_agents(
         return Agents(await make_cell(**config), tmp_path)
 
     return make
-
-
-def plain(text: str) -> str:
-    """HTML-escaped text as a person reads it, whitespace collapsed."""
-    return re.sub(r"\s+", " ", html.unescape(text))

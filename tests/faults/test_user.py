@@ -191,9 +191,9 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[tuple[Path, Callable[[], None]]]:
     """A folder on a disk that can be filled: ``(folder, fill)``. A real 1 MiB tmpfs
-    where this machine lets us mount one (full: ENOSPC); else a folder whose
-    ``fill()`` is done by the notebook kernel's file-size limit (EFBIG), see
-    :func:`fill_in`."""
+    where this machine lets us mount one, which ``fill()`` fills (ENOSPC); elsewhere a
+    plain folder and ``fill()`` does nothing: the test then lowers the notebook
+    kernel's file-size limit instead (EFBIG)."""
     folder = tmp_path / "disk"
     mounted = _mount_tmpfs(folder, "1m")
 

@@ -19,10 +19,7 @@ from agentnb.models.scripted import ScriptedModel
 from agentnb.run import arun
 from agentnb.ui.view import ChatView
 
-
-def step(code: str, why: str = "Next step.") -> str:
-    """An analyst reply that proposes ``code``."""
-    return f"{why}\n\n```python\n{code}\n```"
+from ..conftest import step as step  # the tests' own helper, shared
 
 
 def walk(widget: Any) -> Iterator[Any]:
