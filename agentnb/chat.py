@@ -45,6 +45,7 @@ from .events import (
     Event,
     ExecutionFinished,
     ExecutionStarted,
+    KernelReady,
     MessagePosted,
     ModelCalled,
     Notice,
@@ -353,7 +354,18 @@ class GroupChat:
             self._writer.close()
 
     async def _prepare(self) -> None:
-        """Load the data files (step 0) and summarise the data for the agents."""
+        """Start the kernel, load the data files (step 0) and summarise the data."""
+        start = getattr(self.executor, "start", None)
+        if start is not None:
+            # before any model call: a sandbox that cannot start costs no tokens
+            await self._guarded(start())
+            self._emit(
+                KernelReady(
+                    isolation=getattr(self.executor, "isolation", ""),
+                    sandboxed=getattr(self.executor, "sandboxed", None),
+                    scratch=getattr(self.executor, "scratch", None),
+                )
+            )
         if self.data_code:
             self._emit(ExecutionStarted(step=0, code=self.data_code))
             self.setup = await self._guarded(self.executor.execute(self.data_code), execution=True)

@@ -146,6 +146,8 @@ def _run(
         "out": args.out,
         "base_url": args.base_url,
         "gateway": args.gateway,
+        "sandbox": args.sandbox,
+        "network": args.network,
         "on_event": view,
     }
     if approve != "never":
@@ -215,6 +217,8 @@ def _demo(
         out=args.out,
         base_url=None,
         gateway=None,
+        sandbox=None,
+        network=None,
         quiet=args.quiet,
     )
     status = _run(run_args, out, err, input_fn)

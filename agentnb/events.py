@@ -38,6 +38,7 @@ __all__ = [
     "Event",
     "ExecutionFinished",
     "ExecutionStarted",
+    "KernelReady",
     "MessagePosted",
     "ModelCalled",
     "Notice",
@@ -66,6 +67,26 @@ class RunStarted(Event):
     approve: str
     data: tuple[str, ...] = ()
     """Names of the data the agents were given."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KernelReady(Event):
+    """The managed kernel answers; ``isolation`` says how it is kept from the user's
+    secrets, files and network (``sandboxed``: True, False, or None for a gateway's)."""
+
+    isolation: str
+    sandboxed: bool | None = None
+    scratch: str | None = None
+    """The one folder a sandboxed kernel may write to."""
+
+    @property
+    def label(self) -> str:
+        """A few words for a header: the long form is :attr:`isolation`."""
+        if self.sandboxed is None:
+            return "kernel on a gateway (the gateway isolates it)"
+        if not self.sandboxed:
+            return "kernel NOT sandboxed"
+        return "sandboxed kernel" + (", network on" if "outbound network" in self.isolation else "")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,6 +183,7 @@ _RECORD_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (
         RunStarted,
+        KernelReady,
         DataReady,
         AgentThinking,
         TokenDelta,

@@ -157,6 +157,18 @@ def add_run_flags(parser: argparse.ArgumentParser, *, notebook: bool) -> None:
         help="the OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
     )
     parser.add_argument(
+        "--sandbox",
+        choices=("on", "off"),
+        help="run the agents' code in a bubblewrap sandbox: no secrets, no home, no network, "
+        "the working folder read-only (default: on; off runs it as you, with your files)",
+    )
+    parser.add_argument(
+        "--network",
+        action="store_true",
+        default=None,
+        help="let the sandboxed code open outbound network connections (default: no network)",
+    )
+    parser.add_argument(
         "--gateway",
         metavar="URL",
         type=_gateway_url,

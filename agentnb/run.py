@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,8 @@ async def arun(
     kernel_config: KernelConfig | None = None,
     gateway: str | None = None,
     gateway_token: str | None = None,
+    sandbox: bool | str | None = None,
+    network: bool | None = None,
     history: str = "",
     data_names: Sequence[str] = (),
     out: str | Path | None = None,
@@ -167,9 +169,13 @@ async def arun(
         config = kernel_config or KernelConfig()
         if kernel_config is None and step_timeout is not None:
             config = replace(config, step_timeout=step_timeout)
+        config = _sandboxed(config, sandbox, network, files.values())
         kernel = ManagedKernel(_on_gateway(config, gateway, gateway_token))
-    elif gateway or gateway_token:
-        raise ConfigError("give a kernel or a gateway, not both: a started kernel runs where it is")
+    elif gateway or gateway_token or sandbox is not None or network is not None:
+        raise ConfigError(
+            "give a kernel, or where and how to start one (gateway, sandbox, network), not "
+            "both: a started kernel runs where and as it is"
+        )
     roles = list(roles) if roles is not None else [ANALYST, CRITIC]
 
     clients: dict[str | int, ModelClient] = {}
@@ -197,15 +203,17 @@ async def arun(
         transcript = default_transcript_dir() / f"{stamp}-{os.getpid()}.jsonl"
     events: list[Event] = []
     try:
-        if files and kernel.config.gateway:
-            # a remote kernel cannot open this machine's files: read them here and push
-            # them; the saved notebook still reads them, as a local kernel would
-            objects = {**await asyncio.to_thread(_read_here, files), **objects}
+        unseen = {name: path for name, path in files.items() if not kernel.can_read(path)}
+        if unseen:
+            # a remote kernel cannot open this machine's files, nor a sandboxed one
+            # files outside its view: read them here and push them; the saved notebook
+            # still reads them, as a local kernel would
+            objects = {**await asyncio.to_thread(_read_here, unseen), **objects}
             data_sources = {
-                **{name: loader_code({name: path}) for name, path in files.items()},
+                **{name: loader_code({name: path}) for name, path in unseen.items()},
                 **(data_sources or {}),
             }
-            files = {}
+            files = {name: path for name, path in files.items() if name not in unseen}
         for name, value in objects.items():
             await kernel.push(name, value)
         chat = GroupChat(
@@ -273,6 +281,25 @@ def _on_gateway(config: KernelConfig, gateway: str | None, token: str | None) ->
     return replace(config, gateway=url, gateway_token=token or config.gateway_token)
 
 
+def _sandboxed(
+    config: KernelConfig,
+    sandbox: bool | str | None,
+    network: bool | None,
+    files: Iterable[Path],
+) -> KernelConfig:
+    """``config`` with the sandbox asked for, and the data files readable in it."""
+    if isinstance(sandbox, str):
+        if sandbox not in ("on", "off"):
+            raise ConfigError(f"sandbox={sandbox!r}: give 'on' or 'off' (or True/False)")
+        sandbox = sandbox == "on"
+    return replace(
+        config,
+        sandbox=config.sandbox if sandbox is None else sandbox,
+        network=config.network if network is None else network,
+        readable=(*config.readable, *(str(path) for path in files)),
+    )
+
+
 async def _stop_when_set(stop: asyncio.Event, chat: GroupChat) -> None:
     await stop.wait()
     chat.stop()
@@ -305,6 +332,10 @@ def run(task: str, **options: Any) -> RunResult:
         gateway: run the managed kernel on this Jupyter Kernel Gateway or Enterprise
             Gateway (default ``kernel_config.gateway``, else ``$AGENTNB_GATEWAY``).
         gateway_token: the gateway's token (default ``$AGENTNB_GATEWAY_TOKEN``).
+        sandbox: run the local managed kernel in a bubblewrap sandbox: ``True`` /
+            ``"on"`` (the default, unless ``$AGENTNB_SANDBOX=off``) or ``False`` /
+            ``"off"`` (the agents' code runs as you, with your files and network).
+        network: let the sandboxed kernel open outbound connections (default: none).
         out: write the analysis notebook there (``RunResult.notebook``).
         data_sources: code that recreates pushed objects in the saved notebook
             (``{"sales": "pd.read_csv('sales.csv')"}``).

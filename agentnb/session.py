@@ -107,12 +107,32 @@ class Agents(Configurable):
     gateway_token = Unicode(
         None, allow_none=True, help="the gateway's token (default $AGENTNB_GATEWAY_TOKEN)"
     ).tag(config=True)
+    sandbox = Enum(
+        ["on", "off"],
+        None,
+        allow_none=True,
+        help="run the agents' code in a bubblewrap sandbox (default on; $AGENTNB_SANDBOX)",
+    ).tag(config=True)
+    network = Bool(
+        None, allow_none=True, help="let the sandboxed code open outbound connections"
+    ).tag(config=True)
     memory_limit = Unicode(
         None,
         allow_none=True,
         help="memory the agents' kernel may take, e.g. 4G (default $AGENTNB_MEMORY_LIMIT, "
         "else no limit); read when that kernel starts",
     ).tag(config=True)
+
+
+def _yes(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _on_off(text: str) -> str:
+    word = {"1": "on", "true": "on", "0": "off", "false": "off"}.get(text.strip().lower(), text)
+    if word not in ("on", "off"):
+        raise ValueError(text)
+    return word
 
 
 _SETTINGS: dict[str, Callable[[str], Any]] = {
@@ -126,11 +146,19 @@ _SETTINGS: dict[str, Callable[[str], Any]] = {
     "budget_tokens": int,
     "time_limit": float,
     "base_url": str,
-    "vision": lambda text: text.strip().lower() in {"1", "true", "yes", "on"},
+    "vision": _yes,
     "cache": str,
     "gateway": str,
+    "sandbox": _on_off,
+    "network": _yes,
 }
-_BUILT_IN: dict[str, Any] = {"approve": "each", "vision": False, **DEFAULTS}
+_BUILT_IN: dict[str, Any] = {
+    "approve": "each",
+    "vision": False,
+    "sandbox": "on",
+    "network": False,
+    **DEFAULTS,
+}
 
 
 @dataclass(frozen=True)
@@ -290,22 +318,22 @@ class Session:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        # the configured gateway wins over $AGENTNB_GATEWAY, as in resolve_settings
-        gateway = self.config.gateway or os.environ.get("AGENTNB_GATEWAY") or None
         try:
-            kernel = self._kernel(gateway)
-        except ConfigError as exc:  # a malformed URL: the first cell says so too
+            kernel = self._kernel(resolve_settings(self.config, {}))
+        except ConfigError as exc:  # a malformed setting: the first cell says so too
             log.warning("agentnb: the managed kernel was not pre-warmed: %s", exc)
             return
         kernel.prewarm()
 
-    def _kernel(self, gateway: str | None) -> ManagedKernel:
+    def _kernel(self, settings: Settings) -> ManagedKernel:
         if self.kernel is None:
             self.kernel = ManagedKernel(
                 KernelConfig(
-                    gateway=gateway,
+                    gateway=settings["gateway"] or None,
                     gateway_token=self.config.gateway_token or None,
                     memory_limit=self._memory_limit(),
+                    sandbox=settings["sandbox"] == "on",
+                    network=bool(settings["network"]),
                 )
             )
         return self.kernel
@@ -417,21 +445,28 @@ class Session:
         from .run import arun
         from .ui.cells import CellWriter, anchor_cell_id
 
-        gateway = analysis.settings["gateway"]
+        settings = analysis.settings
+        gateway = settings["gateway"]
         moved = self.kernel is not None and self.kernel.config.gateway != gateway
-        if analysis.new or moved:
+        # the sandbox is set when the kernel starts: another one needs another kernel
+        resealed = self.kernel is not None and (
+            self.kernel.config.sandbox != (settings["sandbox"] == "on")
+            or self.kernel.config.network != bool(settings["network"])
+        )
+        if analysis.new or moved or resealed:
             await self.reset(prewarm=False)
-        kernel = self._kernel(gateway)
+        kernel = self._kernel(settings)
         history = "\n\n".join(summarise(a.result) for a in self.analyses if a.result is not None)
         self.analyses.append(analysis)
         view = analysis.view
         view.on_stop = analysis.stop.set
         view.on_save = self._save_from_button
-        if moved and not analysis.new:
+        if (moved or resealed) and not analysis.new:
             where = f"on the gateway {gateway}" if gateway else "on this machine"
+            change = "--gateway" if moved else "--sandbox or --network"
             view.notify(
                 "info",
-                f"The managed kernel now runs {where} (--gateway changed), so this analysis "
+                f"The managed kernel now runs {where} ({change} changed), so this analysis "
                 "starts over: the earlier analyses' variables and history are not there.",
             )
         anchor = anchor_cell_id()
@@ -593,6 +628,7 @@ class Session:
             lines.append(
                 f"managed kernel: {state}{where}" + (f" (pid {kernel.pid})" if kernel.pid else "")
             )
+            lines.append(f"isolation: {kernel.isolation}")
         if self.pushed:
             lines.append("data given to the agents: " + ", ".join(self.pushed))
         if analysis is None:
@@ -618,7 +654,7 @@ class Session:
             "settings: "
             + ", ".join(
                 f"{k}={settings.values[k]!r} ({settings.sources[k]})"
-                for k in ("model", "approve", "max_turns", "step_timeout")
+                for k in ("model", "approve", "max_turns", "step_timeout", "sandbox", "network")
             )
         )
         return "\n".join(lines)

@@ -42,6 +42,7 @@ from .events import (
     Event,
     ExecutionFinished,
     ExecutionStarted,
+    KernelReady,
     MessagePosted,
     ModelCalled,
     Notice,
@@ -246,6 +247,10 @@ class TerminalView:
             lines.append("\ndata  ", style="bold")
             lines.append(", ".join(event.data))
         self.console.print(Panel(lines, title="agentnb", title_align="left", border_style="blue"))
+
+    def _on_KernelReady(self, event: KernelReady) -> None:
+        style = "bold red" if event.sandboxed is False else "dim"
+        self.console.print(Text(f"kernel: {event.isolation}", style=style))
 
     def _on_DataReady(self, event: DataReady) -> None:
         self.console.print(Text(f"data ready: {', '.join(event.names)}", style="bold blue"))

@@ -23,9 +23,12 @@ FAST = KernelConfig(step_timeout=20, interrupt_grace=2, preload=())
 
 
 @pytest.fixture(scope="session")
-async def shared_kernel() -> AsyncIterator[ManagedKernel]:
-    """One warm kernel for tests that neither restart, kill nor reconfigure it."""
-    async with ManagedKernel(KernelConfig(step_timeout=30, interrupt_grace=2)) as kernel:
+async def shared_kernel(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ManagedKernel]:
+    """One warm kernel for tests that neither restart, kill nor reconfigure it; its
+    sandbox lets it read the tests' data files, in pytest's temporary folders."""
+    readable = (str(tmp_path_factory.getbasetemp()),)
+    config = KernelConfig(step_timeout=30, interrupt_grace=2, readable=readable)
+    async with ManagedKernel(config) as kernel:
         yield kernel
 
 
@@ -60,6 +63,20 @@ def process_state(pid: int) -> str | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     return stat.rsplit(")", 1)[1].split()[0]
+
+
+def host_pids(*argv: str) -> list[int]:
+    """Live processes of this machine running exactly ``argv``. A sandboxed kernel's
+    code sees the pids of its own PID namespace, so tests find its processes here."""
+    wanted = "\0".join(argv).encode() + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/cmdline").read_bytes() == wanted:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return [pid for pid in found if process_state(pid) not in (None, "Z")]
 
 
 @pytest.fixture
@@ -145,9 +162,22 @@ def make_cell(
     the widget, which is also how nbclient and papermill run a notebook."""
 
     async def make(**config: object) -> Cell:
-        notebook = make_kernel(**{"step_timeout": 90, "cwd": str(tmp_path), **config})
+        # the user's own kernel is never sandboxed: the managed kernel it starts is
+        notebook = make_kernel(
+            **{"step_timeout": 90, "cwd": str(tmp_path), "sandbox": False, **config}
+        )
         await notebook.start()
         cell = Cell(notebook)
+        # a user's kernel has no tidy-up of agentnb's: it would end the managed
+        # kernels that a cell starts (a restart, --new) as the cell's leftovers
+        untidy = await cell(
+            "from agentnb_inside import _Tidy\n"
+            "for _event, _callbacks in get_ipython().events.callbacks.items():\n"
+            "    for _cb in list(_callbacks):\n"
+            "        if isinstance(getattr(_cb, '__self__', None), _Tidy):\n"
+            "            get_ipython().events.unregister(_event, _cb)"
+        )
+        assert untidy.status == "ok", untidy.to_model_text()
         setup = await cell(
             "%load_ext agentnb\n"
             "import pandas as pd\n"

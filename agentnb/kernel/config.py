@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..outputs import OutputLimits
+from .sandbox import DEFAULT_MAX_PROCESSES
 
 __all__ = ["KernelConfig", "check_gateway_url", "parse_size"]
 
@@ -43,6 +44,17 @@ class KernelConfig:
             ``$AGENTNB_GATEWAY_TOKEN``. Never shown in a repr.
         gateway_kernel: the gateway's kernelspec to start; ``None`` means
             ``$AGENTNB_GATEWAY_KERNEL``, else the gateway's default.
+        sandbox: run a local kernel in a bubblewrap sandbox (see
+            :mod:`agentnb.kernel.sandbox`); ``None`` means ``$AGENTNB_SANDBOX``, else on.
+            Where the sandbox cannot start, the kernel does not start either. A remote
+            kernel is the gateway's to isolate.
+        network: let the sandboxed kernel open outbound connections (off: no network).
+        readable: more paths the sandboxed kernel may read, besides ``cwd`` (which it
+            reads without its dotfiles) and the Python environment.
+        scratch: the folder the sandboxed kernel writes to; ``None`` means a new
+            folder per kernel in the temporary directory, kept if anything was written.
+        max_processes: processes and threads the sandbox may hold (a fork bomb ends
+            there).
     """
 
     step_timeout: float = 120.0
@@ -59,6 +71,11 @@ class KernelConfig:
     gateway: str | None = None
     gateway_token: str | None = field(default=None, repr=False)
     gateway_kernel: str | None = None
+    sandbox: bool | None = None
+    network: bool = False
+    readable: tuple[str, ...] = ()
+    scratch: str | None = None
+    max_processes: int = DEFAULT_MAX_PROCESSES
 
     def __post_init__(self) -> None:
         if self.gateway is not None:
@@ -71,6 +88,11 @@ class KernelConfig:
             raise ConfigError(
                 f"memory_limit={self.memory_limit!r} bytes is too small for a Python kernel; "
                 "give at least 256 MiB (268435456), e.g. 4 GiB = 4294967296"
+            )
+        if self.max_processes < 16:
+            raise ConfigError(
+                f"max_processes={self.max_processes!r} is too few for a Python kernel and its "
+                "threads; give at least 16"
             )
 
 

@@ -26,6 +26,7 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Collection
 from typing import Any
 
 COMM_TARGET = "agentnb.data"
@@ -56,7 +57,7 @@ def setup(options: dict[str, Any]) -> dict[str, Any]:
         ip.events.register("pre_run_cell", guard.install)
         ip.events.register("post_run_cell", guard.remove)
     ip.events.register("post_run_cell", _close_figures)
-    tidy = _Tidy(os.getcwd())
+    tidy = _Tidy(os.getcwd(), whole_namespace=bool(options.get("sandboxed")))
     ip.events.register("pre_run_cell", tidy.before)
     ip.events.register("post_run_cell", tidy.after)
     ip.events.register("post_run_cell", _forget_stream_history)
@@ -67,6 +68,10 @@ def setup(options: dict[str, Any]) -> dict[str, Any]:
     if options.get("memory_limit"):
         limit = int(options["memory_limit"])
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if options.get("max_processes"):
+        # counted per user namespace: in the sandbox, only the sandbox's own tasks
+        count = int(options["max_processes"])
+        resource.setrlimit(resource.RLIMIT_NPROC, (count, count))
     if options.get("crash_log"):
         # a crash (segfault, abort) leaves the Python stack in the kernel's log,
         # which agentnb quotes when it reports the death
@@ -174,12 +179,22 @@ class _Tidy:
     reported on stderr, in the step's own output, so the analyst sees it.
     """
 
-    def __init__(self, home: str) -> None:
+    def __init__(self, home: str, *, whole_namespace: bool = False) -> None:
         self.home = home
         self.running: set[int] = set()
+        # in the sandbox's PID namespace every process but its init and the kernel
+        # is the agents' doing, daemons that left the kernel's tree by double-forking
+        # and setsid included
+        self.whole_namespace = whole_namespace
+
+    def _processes(self) -> dict[int, str]:
+        # what runs under a process that was there before the step is that process's
+        # business (a kernel this one started, and the children it makes meanwhile)
+        return _processes_of(None if self.whole_namespace else os.getpid(), self.running)
 
     def before(self, *_: Any) -> None:
-        self.running = set(_processes_of(os.getpid()))
+        self.running = set()
+        self.running = set(self._processes())
 
     def after(self, *_: Any) -> None:
         notes = [note for note in (self._end_leftovers(), self._go_home()) if note]
@@ -188,7 +203,7 @@ class _Tidy:
             sys.stderr.flush()
 
     def _end_leftovers(self) -> str:
-        now = _processes_of(os.getpid())
+        now = self._processes()
         left = {pid: cmd for pid, cmd in now.items() if pid not in self.running}
         if not left:
             return ""
@@ -197,10 +212,10 @@ class _Tidy:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
             deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline and set(_processes_of(os.getpid())) & set(left):
+            while time.monotonic() < deadline and set(self._processes()) & set(left):
                 _reap()
                 time.sleep(0.02)
-            if not set(_processes_of(os.getpid())) & set(left):
+            if not set(self._processes()) & set(left):
                 break
         _reap()
         names = ", ".join(f"{cmd or '?'} (pid {pid})" for pid, cmd in sorted(left.items())[:5])
@@ -229,9 +244,10 @@ class _Tidy:
         return note + f"steps run in {self.home}: use paths instead of os.chdir."
 
 
-def _processes_of(parent: int) -> dict[int, str]:
+def _processes_of(parent: int | None, prune: Collection[int] = ()) -> dict[int, str]:
     """The live processes descended from ``parent`` (Linux /proc; elsewhere none),
-    with their command lines."""
+    with their command lines, but none below a process in ``prune``; with no
+    parent, every process of this PID namespace but its init and this one."""
     children: dict[int, list[int]] = {}
     try:
         entries = os.listdir("/proc")
@@ -248,7 +264,11 @@ def _processes_of(parent: int) -> dict[int, str]:
         if fields[0] != b"Z":  # a zombie has ended already
             children.setdefault(int(fields[1]), []).append(int(entry))
     found: dict[int, str] = {}
-    todo = list(children.get(parent, ()))
+    if parent is None:
+        me = os.getpid()
+        todo = [pid for pids in children.values() for pid in pids if pid not in (1, me)]
+    else:
+        todo = list(children.get(parent, ()))
     while todo:
         pid = todo.pop()
         try:
@@ -256,7 +276,8 @@ def _processes_of(parent: int) -> dict[int, str]:
                 found[pid] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
         except OSError:
             found[pid] = ""
-        todo.extend(children.get(pid, ()))
+        if parent is not None and pid not in prune:
+            todo.extend(children.get(pid, ()))
     return found
 
 

@@ -28,6 +28,14 @@ from jupyter_client.manager import AsyncKernelManager
 
 from ..errors import KernelStartError
 from .backend import Message
+from .sandbox import (
+    SandboxPolicy,
+    SandboxSettings,
+    SandboxUnavailable,
+    find_bwrap,
+    make_pids_cgroup,
+    remove_cgroup,
+)
 
 __all__ = ["LocalBackend"]
 
@@ -40,27 +48,29 @@ _MACHINERY = "IPython/core/interactiveshell.py"
 
 
 class _OwnSpec(KernelSpecManager):
-    """Serves one in-memory kernelspec: ipykernel on the given interpreter."""
+    """Serves one in-memory kernelspec: ipykernel on the given interpreter, in the
+    sandbox when there is one."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, sandbox: SandboxPolicy | None) -> None:
         super().__init__()
+        argv = [
+            python,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            # the agents' code stays out of the user's IPython history; an
+            # in-memory history rather than none, because a disabled history
+            # makes ipykernel 7.4's shutdown hang in a race about half the
+            # time (bench/README.md, "shutdown")
+            "--HistoryManager.hist_file=:memory:",
+        ]
         self._spec = KernelSpec(
             name=_SPEC_NAME,
             display_name="agentnb managed kernel",
             language="python",
             interrupt_mode="signal",
-            argv=[
-                python,
-                "-m",
-                "ipykernel_launcher",
-                "-f",
-                "{connection_file}",
-                # the agents' code stays out of the user's IPython history; an
-                # in-memory history rather than none, because a disabled history
-                # makes ipykernel 7.4's shutdown hang in a race about half the
-                # time (bench/README.md, "shutdown")
-                "--HistoryManager.hist_file=:memory:",
-            ],
+            argv=sandbox.command(argv, python=python) if sandbox else argv,
         )
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
@@ -70,10 +80,23 @@ class _OwnSpec(KernelSpecManager):
 
 
 class LocalBackend:
-    """A kernel process on this machine (see :class:`~agentnb.kernel.backend.KernelBackend`)."""
+    """A kernel process on this machine (see :class:`~agentnb.kernel.backend.KernelBackend`).
 
-    def __init__(self, python: str | None = None) -> None:
+    Args:
+        python: the kernel's interpreter (default: this one).
+        sandbox: how to build the bubblewrap policy once the kernel's folders are
+            known; ``None`` runs the kernel unsandboxed, as the user.
+    """
+
+    def __init__(
+        self, python: str | None = None, *, sandbox: SandboxSettings | None = None
+    ) -> None:
         self._python = python or sys.executable
+        self._settings = sandbox
+        self.sandbox: SandboxPolicy | None = None
+        """The policy of the running kernel (None: not sandboxed, or not started)."""
+        self._scratch: str | None = None
+        self._cgroup: str | None = None
         self._dir: Path | None = None
         self._km: Any = None
         self._kc: Any = None
@@ -83,6 +106,10 @@ class LocalBackend:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+    @property
+    def sandboxed(self) -> bool:
+        return self._settings is not None
 
     @property
     def log_path(self) -> Path | None:
@@ -96,6 +123,11 @@ class LocalBackend:
             )
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="agentnb-kernel-"))
+        if self._settings is not None:
+            # on the loop, though the first call waits for bwrap's probe and the
+            # interpreter's answer (tens of ms, once per process): a kernel started
+            # from a notebook cell then starts before the next cell, as unsandboxed
+            self.sandbox = self._policy(cwd)
         # our own zmq context, destroyed in _teardown: a context left to the
         # garbage collector with a socket still open blocks it forever
         self._context = zmq.asyncio.Context()
@@ -103,7 +135,7 @@ class LocalBackend:
             context=self._context,
             transport="ipc",
             connection_file=str(self._dir / f"kernel-{os.urandom(4).hex()}.json"),
-            kernel_spec_manager=_OwnSpec(self._python),
+            kernel_spec_manager=_OwnSpec(self._python, self.sandbox),
             kernel_name=_SPEC_NAME,
         )
         assert self.log_path is not None
@@ -154,10 +186,62 @@ class LocalBackend:
         self._teardown()
         self._remove_files()
 
+    def _policy(self, cwd: str) -> SandboxPolicy:
+        settings = self._settings
+        assert settings is not None
+        assert self._dir is not None
+        workdir = os.path.realpath(cwd)
+        if workdir == "/":
+            raise SandboxUnavailable(
+                "the managed kernel's working folder is /, which the sandbox would show "
+                "whole: start Jupyter (or agentnb) in a project folder, or set KernelConfig.cwd"
+            )
+        bwrap = find_bwrap()
+        if self._scratch is None:
+            if settings.scratch:
+                Path(settings.scratch).mkdir(parents=True, exist_ok=True)
+                self._scratch = os.path.abspath(settings.scratch)
+            else:
+                self._scratch = tempfile.mkdtemp(prefix="agentnb-scratch-")
+        cache = Path(os.path.expanduser("~/.cache/agentnb/sandbox"))
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._cgroup is None:
+            self._cgroup = make_pids_cgroup(
+                self._dir.name.removeprefix("agentnb-"), settings.max_processes
+            )
+        # agentnb's own folder there (transcripts) is made now, so that the sandbox
+        # hides it even when the first transcript is written after this start
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.join(workdir, ".agentnb"), exist_ok=True)
+        return SandboxPolicy(
+            bwrap=bwrap,
+            workdir=workdir,
+            scratch=self._scratch,
+            channels=str(self._dir),
+            cache=str(cache),
+            network=settings.network,
+            readable=settings.readable,
+            max_processes=settings.max_processes,
+            pids_cgroup=self._cgroup,
+            memory_limit=settings.memory_limit,
+            tmp_size=settings.tmp_size,
+        )
+
     def _remove_files(self) -> None:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+        if self._cgroup is not None:
+            remove_cgroup(self._cgroup)
+            self._cgroup = None
+        if self._scratch is not None and not self._settings_scratch():
+            # what the agents wrote is the user's to keep; an empty folder is not
+            with contextlib.suppress(OSError):
+                os.rmdir(self._scratch)
+            self._scratch = None
+
+    def _settings_scratch(self) -> bool:
+        return bool(self._settings and self._settings.scratch)
 
     def _teardown(self) -> None:
         """Kill the process group, reap the kernel, close channels, remove files."""
@@ -207,6 +291,9 @@ class LocalBackend:
         if info is None:
             return "is still running"
         code, status = info
+        if self.sandbox is not None and code == os.CLD_EXITED and status > 128:
+            # bwrap exits with 128 + N for a command that a signal N ended
+            code, status = os.CLD_KILLED, status - 128
         if code == os.CLD_EXITED:
             return f"exited with code {status}"
         name = signal.Signals(status).name if status in signal.valid_signals() else str(status)

@@ -28,6 +28,7 @@ from .config import KernelConfig
 from .environment import scrubbed_environ
 from .gateway import GatewayBackend, remote_environ
 from .local import LocalBackend
+from .sandbox import SandboxSettings, default_memory_limit, sandbox_from_env
 from .transfer import decode_pull, encode_push, push_failure
 
 __all__ = ["ManagedKernel"]
@@ -86,6 +87,56 @@ class ManagedKernel:
     def log_path(self) -> Path | None:
         """The file that receives the kernel's own stdout and stderr."""
         return self._backend.log_path
+
+    @property
+    def isolation(self) -> str:
+        """How the kernel is kept from the user's secrets, files and network, in words."""
+        backend = self._backend
+        if isinstance(backend, GatewayBackend):
+            return (
+                f"on the gateway {self.config.gateway}: isolated as that gateway isolates "
+                "its kernels (agentnb's sandbox does not apply)"
+            )
+        if isinstance(backend, LocalBackend) and backend.sandbox is not None:
+            return backend.sandbox.describe()
+        if isinstance(backend, LocalBackend) and not backend.sandboxed:
+            return (
+                "NOT sandboxed (--sandbox off): the agents' code runs as you, with your "
+                "files, your network and your other kernels"
+            )
+        return "sandboxed (not started yet)"
+
+    @property
+    def sandboxed(self) -> bool | None:
+        """True for a local sandboxed kernel, False for an unsandboxed one, None remote."""
+        backend = self._backend
+        return backend.sandboxed if isinstance(backend, LocalBackend) else None
+
+    @property
+    def scratch(self) -> str | None:
+        """The folder the sandboxed kernel writes to (None unsandboxed or not started)."""
+        backend = self._backend
+        if isinstance(backend, LocalBackend) and backend.sandbox is not None:
+            return backend.sandbox.scratch
+        return None
+
+    def can_read(self, path: str | os.PathLike[str]) -> bool:
+        """Whether code in this kernel can open ``path`` of this machine: not on a
+        gateway, nor in a sandbox where the path is outside the working folder and
+        ``readable``, or hidden (a dotfile)."""
+        if self.config.gateway:
+            return False
+        if not self.sandboxed:
+            return True
+        real = os.path.realpath(path)
+        for folder in (self.config.cwd or os.getcwd(), *self.config.readable):
+            folder = os.path.realpath(folder)
+            if real == folder:
+                return True
+            if real.startswith(folder.rstrip(os.sep) + os.sep):
+                below = os.path.relpath(real, folder).split(os.sep)
+                return not any(part.startswith(".") for part in below)
+        return False
 
     @property
     def is_started(self) -> bool:
@@ -199,7 +250,9 @@ class ManagedKernel:
             "preload": list(self.config.preload),
             "stream_head": limits.stream_head,
             "stream_tail": limits.stream_tail,
-            "memory_limit": self.config.memory_limit,
+            "memory_limit": self._backend_memory_limit(),
+            "max_processes": self.config.max_processes if self.sandboxed else None,
+            "sandboxed": bool(self.sandboxed),
             "cpu_time_limit": self.config.cpu_time_limit,
             "crash_log": str(self.log_path) if self.log_path else None,
         }
@@ -238,6 +291,12 @@ class ManagedKernel:
         )
         result: dict[str, Any] = ast.literal_eval(report)
         return result
+
+    def _backend_memory_limit(self) -> int | None:
+        backend = self._backend
+        if isinstance(backend, LocalBackend) and backend.sandbox is not None:
+            return backend.sandbox.memory_limit
+        return self.config.memory_limit
 
     # --- running code --------------------------------------------------------------
 
@@ -492,7 +551,19 @@ def _default_backend(config: KernelConfig) -> KernelBackend:
         return GatewayBackend(
             config.gateway, token=config.gateway_token, kernel_name=config.gateway_kernel
         )
-    return LocalBackend(config.python)
+    sandboxed = config.sandbox if config.sandbox is not None else sandbox_from_env()
+    if not sandboxed:
+        return LocalBackend(config.python)
+    return LocalBackend(
+        config.python,
+        sandbox=SandboxSettings(
+            network=config.network,
+            readable=config.readable,
+            max_processes=config.max_processes,
+            memory_limit=config.memory_limit or default_memory_limit(),
+            scratch=config.scratch,
+        ),
+    )
 
 
 def _cause_text(cause: str, *, timeout: float) -> str:

@@ -36,6 +36,7 @@ from ..events import (
     Event,
     ExecutionFinished,
     ExecutionStarted,
+    KernelReady,
     MessagePosted,
     ModelCalled,
     Notice,
@@ -365,6 +366,7 @@ class ChatView:
         self._report: _Turn | None = None
         self._data: _Turn | None = None
         self._data_names: tuple[str, ...] = ()
+        self._facts: list[str] = []
         self._usage: dict[str, Usage] = {}
         self._costs: dict[str, float | None] = {}
         self._waiting: _Waiting | None = None
@@ -382,6 +384,7 @@ class ChatView:
             ExecutionStarted: self._on_execution_started,
             ExecutionFinished: self._on_execution_finished,
             DataReady: self._on_data_ready,
+            KernelReady: self._on_kernel_ready,
             Notice: self._on_notice,
             RunFinished: self._on_finished,
         }
@@ -495,7 +498,13 @@ class ChatView:
         facts.append(f"approve: {event.approve}")
         if event.data:
             facts.append(f"data: {', '.join(event.data)}")
+        self._facts = facts
         self._title.value = title_html(self.task, facts)
+
+    def _on_kernel_ready(self, event: KernelReady) -> None:
+        self._facts.append(event.label)
+        self._title.value = title_html(self.task, self._facts)
+        self._title.tooltip = event.isolation
 
     def _on_thinking(self, event: AgentThinking) -> None:
         previous = self._open.pop(event.agent, None)

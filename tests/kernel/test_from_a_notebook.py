@@ -15,7 +15,7 @@ from agentnb import ManagedKernel
 async def test_prewarm_and_await_from_notebook_cells(
     make_kernel: Callable[..., ManagedKernel], wait_gone: Callable[..., bool]
 ) -> None:
-    notebook = make_kernel()
+    notebook = make_kernel(sandbox=False)  # the user's own kernel is not sandboxed
     cells = [
         "from agentnb import KernelConfig, ManagedKernel\n"
         "agents = ManagedKernel(KernelConfig(preload=()))\n"
@@ -40,7 +40,7 @@ async def test_prewarm_and_await_from_notebook_cells(
 async def test_sync_bridge_from_a_sync_notebook_cell(
     make_kernel: Callable[..., ManagedKernel],
 ) -> None:
-    notebook = make_kernel()
+    notebook = make_kernel(sandbox=False)  # the user's own kernel is not sandboxed
     result = await notebook.execute(
         "from agentnb import KernelConfig, ManagedKernel, SyncBridge\n"
         "bridge = SyncBridge()\n"

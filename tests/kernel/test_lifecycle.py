@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 
 from agentnb import KernelConfig, KernelError, KernelStartError, ManagedKernel, SyncBridge
 
-from ..conftest import FAST
+from ..conftest import FAST, host_pids
 
 
 async def test_prewarm_returns_at_once_and_the_first_step_finds_a_kernel(
@@ -75,21 +77,39 @@ async def test_a_kernel_that_dies_while_being_set_up_says_so(
         await kernel.start()
 
 
+@pytest.mark.parametrize("sandbox", [True, False], ids=["sandboxed", "unsandboxed"])
 async def test_shutdown_leaves_no_process_behind(
-    make_kernel: Callable[..., ManagedKernel], wait_gone: Callable[..., bool]
+    make_kernel: Callable[..., ManagedKernel], wait_gone: Callable[..., bool], sandbox: bool
 ) -> None:
-    kernel = make_kernel()
-    result = await kernel.execute(
-        "import subprocess\nchild = subprocess.Popen(['sleep', '1000'])\nchild.pid"
+    kernel = make_kernel(sandbox=sandbox)
+    # still running at shutdown: one child in the kernel's group, one daemon that left it
+    running = asyncio.ensure_future(
+        kernel.execute(
+            "import subprocess, time\n"
+            "child = subprocess.Popen(['sleep', '1000.25'])\n"
+            "daemon = subprocess.Popen(['sleep', '1000.5'], start_new_session=True)\n"
+            "time.sleep(60)"
+        )
     )
-    child_pid = int(result.outputs[0]["data"]["text/plain"])
+    deadline = time.monotonic() + 20
+    while len(host_pids("sleep", "1000.25") + host_pids("sleep", "1000.5")) < 2:
+        assert time.monotonic() < deadline, "the step's processes never started"
+        await asyncio.sleep(0.05)
+    children = host_pids("sleep", "1000.25")
+    daemons = host_pids("sleep", "1000.5")
     kernel_pid = kernel.pid
     assert kernel_pid is not None
     private_dir = kernel.log_path.parent if kernel.log_path else None
     await kernel.shutdown()
+    await asyncio.gather(running, return_exceptions=True)
     assert wait_gone(kernel_pid, within=5)
     # the child is killed with the kernel's process group; only init can reap it
-    assert wait_gone(child_pid, within=5, zombie_ok=True)
+    assert all(wait_gone(pid, within=5, zombie_ok=True) for pid in children)
+    if sandbox:  # the sandbox's PID namespace ends with it, daemons included
+        assert all(wait_gone(pid, within=5, zombie_ok=True) for pid in daemons)
+    else:  # an unsandboxed kernel's daemon is out of reach: the README says so
+        for pid in daemons:
+            os.kill(pid, signal.SIGKILL)
     assert private_dir is not None
     assert not private_dir.exists()
     await kernel.shutdown()  # twice is fine
@@ -123,7 +143,7 @@ async def test_a_restart_that_fails_is_retried_by_the_next_request(
     workdir.mkdir()
     kernel = make_kernel(cwd=str(workdir))
     await kernel.start()
-    workdir.rmdir()  # the kernel cannot start there any more
+    shutil.rmtree(workdir)  # the kernel cannot start there any more
     with pytest.raises(KernelStartError, match="does not exist"):
         await kernel.execute("import os\nos._exit(1)")
     workdir.mkdir()
