@@ -41,6 +41,10 @@ Decisions worth knowing:
 - Events of several runs (a transcript appended to twice): the last run wins.
 - Cell ids are derived from the run id and the cell's position, so building twice
   gives equal notebooks.
+- Outputs are those of model-written code, so they are untrusted: they pass through
+  :func:`~agentnb.ui.untrusted.safe_outputs` (no script, sanitised HTML, a note where
+  something was removed), no cell is marked trusted and the notebook is not signed,
+  so nothing in it runs in a browser when it is opened.
 - Every code cell carries its provenance in ``metadata["agentnb"]`` (run id, step,
   author, edited); the notebook's ``metadata["agentnb"]`` holds the agentnb
   version, run id, task, data names, models, tokens and cost per agent, and the
@@ -85,6 +89,7 @@ from .models.base import Usage
 from .outputs import Output, strip_ansi
 from .termination import StopReason
 from .transcript import read_transcript
+from .ui.untrusted import safe_outputs
 
 __all__ = ["build_notebook", "notebook_from_transcript", "save_notebook"]
 
@@ -209,7 +214,7 @@ class _Cells:
         self, source: str, outputs: Iterable[Output], *, step: int, author: str, edited: bool
     ) -> None:
         self.count += 1
-        kept = [_output(out, self.count) for out in outputs]
+        kept = [_output(out, self.count) for out in safe_outputs(outputs)]
         self.cells.append(
             {
                 "cell_type": "code",

@@ -27,7 +27,16 @@ up it opens one itself, on the kernel's target of the same name (registered by
   anchor, display: <the %%agents cell's display bundle>}``, then every step of the
   run as an ``insert`` (the frontend skips keys the notebook already has); the
   writer uses this comm from now on and stops writing to its old one (left open:
-  the new page never saw it). No such run: the kernel closes the comm.
+  the new page never saw it).
+- kernel, for each of those cells whose last run has ended (its writer closed):
+  ``{action: "show", run_id, anchor, display}``. A notebook saved with an inserted
+  step is not signed (those cells are never trusted), so it opens with every cell
+  untrusted, and a widget view is not a safe mime type: the page puts the kernel's
+  display back into the cell and trusts that cell, if the cell still shows that
+  run's widget. Nothing else is sent for an ended run: the steps a page
+  acknowledged are the user's to delete.
+- no run of those cells at all, or once every attached run is done: the kernel
+  closes the comm.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ from typing import Any, Literal, Protocol
 
 from comm import create_comm
 from comm.base_comm import BaseComm
+
+from .untrusted import safe_outputs
 
 __all__ = [
     "COMM_TARGET",
@@ -78,6 +89,10 @@ _attachable: list[CellWriter] = []
 # A run that ended while no page was open keeps its steps (outputs and all) for a
 # page that comes back, but only the latest few such runs do.
 KEEP_FINISHED = 8
+# The last closed writer of each %%agents cell, for the widget a reopened page shows
+# there (see the "show" action above); the latest cells only.
+_ended: dict[str, CellWriter] = {}
+KEEP_ENDED = 32
 
 
 def anchor_cell_id() -> str | None:
@@ -164,6 +179,14 @@ class _Page:
         # as _OwnComm.leave: another page is attached now, which never saw this comm
         self.writers.pop(writer.run_id, None)
 
+    def shown(self, ended: Sequence[CellWriter]) -> None:
+        """Tell the page which widgets of ended runs are this kernel's own."""
+        for writer in ended:
+            self.send(writer.show_message())
+        if not self.writers and not self.closed:
+            self.closed = True
+            self.comm.close()
+
     def _received(self, msg: Mapping[str, Any]) -> None:
         data = msg["content"]["data"]
         key = data.get("key")
@@ -195,13 +218,17 @@ def _page_opened(comm: BaseComm, msg: Mapping[str, Any]) -> None:
     cells = data.get("cells")
     shown = {c for c in cells if isinstance(c, str)} if isinstance(cells, list) else set()
     writers = [w for w in _attachable if w.anchor is not None and w.anchor in shown]
-    if not writers:
-        comm.close()  # nothing of ours in that notebook is going on
+    going = {w.anchor for w in writers}
+    ended = [w for anchor, w in list(_ended.items()) if anchor in shown and anchor not in going]
+    if not writers and not ended:
+        comm.close()  # nothing of ours in that notebook
         return
     page = _Page(comm, str(data.get("client")))
     for writer in writers:
         page.writers[writer.run_id] = writer
         writer._on_loop(writer.attach, page)
+    if ended:
+        ended[0]._on_loop(page.shown, ended)
 
 
 def register_target() -> None:
@@ -331,14 +358,10 @@ class CellWriter:
             "cell_type": "code",
             "execution_count": None,
             "source": code,
-            "outputs": [dict(output) for output in outputs],
-            "metadata": {
-                "agentnb": {**metadata, "key": key, "run_id": self.run_id, "step": step},
-                # the outputs are those of code the user approved, as if run by hand; an
-                # untrusted cell would make the frontend refuse to sign the whole notebook
-                # on save, and its widgets would not render when it is opened again
-                "trusted": True,
-            },
+            # never trusted: model-written code made these outputs, and a trusted cell
+            # (or a notebook signed on save) would run whatever script they carry
+            "outputs": safe_outputs(outputs),
+            "metadata": {"agentnb": {**metadata, "key": key, "run_id": self.run_id, "step": step}},
         }
         self._steps[key] = step
         message = {"action": "insert", "run_id": self.run_id, "key": key, "cell": cell}
@@ -384,12 +407,27 @@ class CellWriter:
         for writer in waiting[: max(0, len(waiting) - KEEP_FINISHED)]:
             writer.close()
 
+    def show_message(self) -> dict[str, Any]:
+        """What a page opened later is told of this ended run: its cell's widget."""
+        return {
+            "action": "show",
+            "run_id": self.run_id,
+            "anchor": self.anchor,
+            "display": self._display_bundle(),
+        }
+
     def close(self) -> None:
         """Close the comm; nothing is inserted afterwards."""
         self._closed = True
         self._settle("unavailable")
         if self in _attachable:
             _attachable.remove(self)
+        self._messages.clear()  # nothing is sent any more; _ended may keep the writer a while
+        if self.anchor is not None and self._display is not None and self._loop is not None:
+            _ended.pop(self.anchor, None)
+            _ended[self.anchor] = self
+            for anchor in list(_ended)[: max(0, len(_ended) - KEEP_ENDED)]:
+                del _ended[anchor]
         link, self._link = self._link, None
         if link is not None:
             link.release(self)

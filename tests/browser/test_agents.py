@@ -333,7 +333,7 @@ def test_approve_edit_reject_plot_accept_then_save_and_reopen(notebook: Notebook
 
 
 @pytest.mark.parametrize("jupyter_server", ["lab"], indirect=True)
-def test_reopened_notebook_is_trusted_and_shows_the_widget(notebook: Notebook) -> None:
+def test_reopened_notebook_trusts_no_step_and_shows_the_widget(notebook: Notebook) -> None:
     setup = _setup(notebook, plot=PLOT_SCRIPT)
     agents = '%%agents --data sales --approve never --model "scripted:{plot}"\nPlot the units.'
     notebook.create("trusted.ipynb", [LOAD, setup, agents])
@@ -342,11 +342,18 @@ def test_reopened_notebook_is_trusted_and_shows_the_widget(notebook: Notebook) -
     notebook.run_cell(1)
     notebook.run_cell(2)
     notebook.wait_for(lambda: len(_agent_cells(notebook.cells())) == 1, "the step's cell")
+    assert notebook.page.evaluate(_TRUSTED_JS)[3] is False  # inserted: never trusted
     notebook.save()
+    on_disk = nbformat.read(notebook.root / "trusted.ipynb", as_version=4)
+    assert not any("trusted" in c.metadata for c in on_disk.cells)
     notebook.reload()
-    trusted = notebook.page.evaluate(_TRUSTED_JS)
-    assert all(trusted), f"cells trusted after reopening: {trusted}"
+    # the step's plot makes the notebook unsigned, so it opens with no cell trusted; the
+    # extension trusts the %%agents cell again, with the kernel's own widget in it
     _wait_phase(notebook, 2, "done")  # the live widget, not the fallback
+    trusted = notebook.page.evaluate(_TRUSTED_JS)
+    assert (trusted[2], trusted[3]) == (True, False), f"cells trusted after reopening: {trusted}"
+    notebook.wait_visible(notebook.cell(3).locator(".jp-OutputArea img"), "the step's plot")
+    assert not notebook.console.errors
 
 
 def test_stop_button_and_interrupt_end_a_running_step(notebook: Notebook) -> None:

@@ -227,10 +227,7 @@ def cell(step: int, code: str, outputs: list[Message], **tags: Any) -> Message:
             "execution_count": None,
             "source": code,
             "outputs": outputs,
-            "metadata": {
-                "agentnb": {**tags, "key": key, "run_id": "run-1", "step": step},
-                "trusted": True,
-            },
+            "metadata": {"agentnb": {**tags, "key": key, "run_id": "run-1", "step": step}},
         },
     }
 
@@ -286,6 +283,29 @@ async def test_steps_reach_the_frontend_in_order_once_it_is_ready(frontend: Fron
     )
     await frontend.wait_for(lambda _m: frontend.comm_messages(comm_id, "comm_close") != [])
     assert len(frontend.comm_messages(comm_id)) == 3  # nothing after close
+
+
+@kernel_tier
+async def test_inserted_cells_are_never_trusted_and_carry_no_script(frontend: Frontend) -> None:
+    await frontend.execute(
+        setup(30) + "out = [\n"
+        "    {'output_type': 'display_data', 'metadata': {},\n"
+        "     'data': {'application/javascript': 'window.__pwned = 1', 'text/plain': 'JS'}},\n"
+        "    {'output_type': 'display_data', 'metadata': {},\n"
+        "     'data': {'text/html': '<b>ok</b><img src=x onerror=\"window.__pwned = 2\">'}},\n"
+        "]\n"
+        "writer.insert(step=1, code='show()', outputs=out, metadata={})",
+        cell_id="agents-cell",
+    )
+    comm_id = (await frontend.comm_open())["content"]["comm_id"]
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 2})
+    (sent,) = await frontend.inserts(comm_id, 1)
+    assert "trusted" not in sent["cell"]["metadata"]
+    outputs = sent["cell"]["outputs"]
+    assert "__pwned" not in str(outputs)
+    assert "application/javascript" not in [m for o in outputs for m in o.get("data", {})]
+    assert outputs[1]["text"].startswith("agentnb removed application/javascript")
+    assert outputs[2]["data"] == {"text/html": "<b>ok</b>"}
 
 
 @kernel_tier
@@ -377,6 +397,10 @@ def attach_message() -> Message:
     return {"action": "attach", "run_id": "run-1", "anchor": "agents-cell", "display": DISPLAY}
 
 
+def show_message() -> Message:
+    return {"action": "show", "run_id": "run-1", "anchor": "agents-cell", "display": DISPLAY}
+
+
 def inserted(step: int, cell_id: str, **extra: Any) -> Message:
     return {"event": "inserted", "key": f"run-1:{step}", "cell_id": cell_id, "index": 2, **extra}
 
@@ -438,7 +462,9 @@ async def test_a_reopened_page_gets_the_whole_run_and_what_follows(
     assert await page.evaluate("writer.state, statuses") == ("unavailable", [])
     again = page.open_comm(hello("agents-cell"))
     await page.closed(again)  # nothing going on in that notebook any more
-    assert page.comm_messages(again) == []
+    # but the widget its cell shows is this kernel's: the page may render it (trusted)
+    # in a notebook that opened unsigned; no step is sent again
+    assert page.comm_messages(again) == [show_message()]
 
 
 @kernel_tier
@@ -487,6 +513,41 @@ async def test_steps_that_ran_while_no_page_was_open_wait_for_one(
     page.reply(comm_id, {"event": "error", "key": "run-1:2", "message": "read-only"})
     await page.closed(comm_id)  # every step answered: nothing is kept any more
     assert await page.evaluate("statuses") == ["Step run-1:2 was not inserted: read-only."]
+
+
+@kernel_tier
+async def test_a_page_opened_after_the_runs_ended_is_told_of_the_last_widget_only(
+    frontend: Frontend, pages: Pages
+) -> None:
+    first = await ran_and_left(frontend)
+    await frontend.execute("writer.finish()")
+    await frontend.closed(first)  # ended, and its one step acknowledged
+    # the %%agents cell runs again: a second run, with a widget of its own
+    display = {WIDGET_VIEW: {"model_id": "m2", "version_major": 2, "version_minor": 0}}
+    await frontend.execute(
+        "again = CellWriter(run_id='run-2', anchor=anchor_cell_id(), ready_timeout=30, "
+        f"display=lambda: {display!r})\n"
+        "again.open()",
+        cell_id="agents-cell",
+    )
+    second = (
+        await frontend.wait_for(
+            lambda m: m["msg_type"] == "comm_open" and m["content"]["data"].get("run_id") == "run-2"
+        )
+    )["content"]["comm_id"]
+    frontend.reply(second, {"event": "ready", "client": "lab", "version": 2})
+    await frontend.execute("again.finish()")
+    await frontend.closed(second)
+
+    page = await pages()
+    comm_id = page.open_comm(hello("setup-cell", "agents-cell"))
+    await page.closed(comm_id)
+    assert page.comm_messages(comm_id) == [
+        {"action": "show", "run_id": "run-2", "anchor": "agents-cell", "display": display}
+    ]
+    elsewhere = page.open_comm(hello("another-cell"))
+    await page.closed(elsewhere)
+    assert page.comm_messages(elsewhere) == []
 
 
 @kernel_tier

@@ -92,7 +92,10 @@ class RunWriter {
     }
     const { index, note } = this.placement(notebook.cells);
     const source = cell.source;
-    const metadata = (cell.metadata ?? {}) as JSONObject;
+    // Never trusted, whatever the kernel sent: model-written code made the
+    // outputs, and a trusted cell would run the script they might carry.
+    const metadata = { ...((cell.metadata ?? {}) as JSONObject) };
+    delete metadata.trusted;
     const tags = (metadata.agentnb ?? {}) as JSONObject;
     // Through the shared model, not a notebook command: the active cell, the
     // focus and the scroll position stay where the user has them (the notebook
@@ -176,10 +179,19 @@ function isAgentsCell(cell: ISharedCell): boolean {
 }
 
 /**
- * Puts the run's widget back into its `%%agents` cell, unless the cell shows it
- * already (a notebook saved with the widget: the widget manager restores it).
+ * Puts the run's widget back into its `%%agents` cell and trusts that cell, so
+ * that the widget renders rather than its text (a widget view is not a safe
+ * mimetype, and a notebook with inserted steps is never signed, so it opens
+ * with every cell untrusted). `live`: the run is going on, and its widget goes
+ * into the cell even if the cell lost it; an ended run's widget is shown only
+ * where the cell still has it.
  */
-function show(panel: NotebookPanel, anchor: string | null, display: JSONValue): void {
+function show(
+  panel: NotebookPanel,
+  anchor: string | null,
+  display: JSONValue,
+  live: boolean
+): void {
   const view = isObject(display) ? display[WIDGET_VIEW] : undefined;
   const model = panel.model;
   if (anchor === null || !isObject(display) || !isObject(view) || model === null) {
@@ -191,22 +203,26 @@ function show(panel: NotebookPanel, anchor: string | null, display: JSONValue): 
     return;
   }
   const code = cell as ISharedCodeCell;
-  const shows = code.getOutputs().some(output => {
+  const outputs = code.getOutputs();
+  const shows = outputs.some(output => {
     const data = output.data;
     const shown = isObject(data) ? data[WIDGET_VIEW] : undefined;
     return isObject(shown) && shown.model_id === view.model_id;
   });
-  if (shows) {
+  const cellModel = model.cells.get(index);
+  if (cellModel.id !== anchor || (shows && cellModel.trusted) || (!shows && !live)) {
     return;
   }
-  // The output is the kernel's display of the cell the user ran, as if this
-  // page had run it; an untrusted cell would show its text instead of the
-  // widget, which is not a safe mimetype.
-  const cellModel = model.cells.get(index);
-  if (cellModel.id === anchor) {
-    cellModel.trusted = true;
-  }
-  code.setOutputs([{ output_type: 'display_data', data: display, metadata: {} }]);
+  // Trusted with the kernel's display, not the notebook file's copy of it;
+  // text outputs (the cell's one-line error) stay, as they render as text.
+  const text = outputs.filter(
+    output => output.output_type === 'stream' || output.output_type === 'error'
+  );
+  cellModel.trusted = true;
+  code.setOutputs([
+    { output_type: 'display_data', data: display, metadata: {} },
+    ...text
+  ]);
 }
 
 /**
@@ -232,11 +248,14 @@ function attach(
   comm.onMsg = message => {
     const data = message.content.data;
     const runId = typeof data.run_id === 'string' ? data.run_id : null;
-    if (data.action === 'attach' && runId !== null) {
+    const live = data.action === 'attach';
+    if ((live || data.action === 'show') && runId !== null) {
       const anchor = typeof data.anchor === 'string' ? data.anchor : null;
-      writers.set(runId, new RunWriter(panel, { anchor, run_id: runId }));
+      if (live) {
+        writers.set(runId, new RunWriter(panel, { anchor, run_id: runId }));
+      }
       try {
-        show(panel, anchor, data.display ?? null);
+        show(panel, anchor, data.display ?? null, live);
       } catch (error) {
         console.warn(`agentnb-cells: the widget of run ${runId} was not shown:`, error);
       }
