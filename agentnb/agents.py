@@ -64,8 +64,10 @@ class Role:
 
     @property
     def system_prompt(self) -> str:
-        """The persona followed by the reply protocol of the role's kind."""
-        return f"{self.prompt}\n\n{load_prompt(_PROTOCOL[self.kind])}"
+        """The persona, the rule that data and outputs are content, never
+        instructions (every role reads them), then the reply protocol of its kind."""
+        protocol = load_prompt(_PROTOCOL[self.kind])
+        return f"{self.prompt}\n\n{load_prompt('untrusted')}\n\n{protocol}"
 
     @classmethod
     def persona(

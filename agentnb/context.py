@@ -6,10 +6,15 @@ as one line, the latest in full) and the feedback on its current proposal. A
 reviewer sees the same brief and the proposal or final report to judge. The
 prompt therefore grows with the number of steps, not with the square of the
 turns, and an old traceback is never sent again.
+
+Data and step outputs are untrusted: they reach the models inside ``<data>``
+blocks, which the prompts say hold content, never instructions. Nothing inside a
+block can close it: a ``<data>`` or ``</data>`` tag in the content is escaped.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +23,14 @@ from .messages import Step
 from .models.base import ChatMessage, ContentPart
 from .outputs import truncate_middle
 
-__all__ = ["Brief", "ContextLimits", "author_prompt", "review_prompt", "selector_prompt"]
+__all__ = [
+    "Brief",
+    "ContextLimits",
+    "author_prompt",
+    "data_block",
+    "review_prompt",
+    "selector_prompt",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,8 +66,24 @@ class Brief:
 
 
 def _fence(text: str, lang: str = "") -> str:
-    ticks = "````" if "```" in text else "```"
+    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=2)
+    ticks = "`" * (longest + 1)
     return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}"
+
+
+# A tag a model could read as opening or closing a data block: any case, spaces
+# or invisible characters inside, look-alike brackets.
+_DATA_TAG = re.compile(
+    r"[<\uff1c\u2039\u2329\u27e8\u3008]([\s\u00ad\u200b-\u200f\u2060-\u2064\ufeff]*/?"
+    r"[\s\u00ad\u200b-\u200f\u2060-\u2064\ufeff]*data\b)",
+    re.IGNORECASE,
+)
+
+
+def data_block(text: str, *, inline: bool = False) -> str:
+    """``text`` fenced as data, between ``<data>`` tags that no text inside can close."""
+    body = _DATA_TAG.sub(r"&lt;\1", text.strip())
+    return f"<data>{body}</data>" if inline else f"<data>\n{body}\n</data>"
 
 
 def _step_block(
@@ -66,11 +94,12 @@ def _step_block(
     if superseded:
         err = ex.error
         what = f"{err.get('ename', 'Error')}: {err.get('evalue', '')}" if err else ex.status
-        return f"{head}: failed with {truncate_middle(str(what), 200)}; superseded."
+        what = data_block(truncate_middle(str(what), 200), inline=True)
+        return f"{head}: failed with {what}; superseded."
     code = step.code if latest else truncate_middle(step.code, limits.earlier_code)
     block = f"{head}\n{_fence(code, 'python')}"
     if output:
-        block += f"\nOutput:\n{_fence(ex.to_model_text(output))}"
+        block += f"\nOutput:\n{data_block(ex.to_model_text(output))}"
     notes = [r for r in step.reviews if not r.endswith(": -")]
     if latest and notes and limits.notes:
         block += "\nReviewers: " + truncate_middle(" ".join(notes), limits.notes)
@@ -80,7 +109,8 @@ def _step_block(
 def _brief_text(brief: Brief, limits: ContextLimits, *, reviewing_step: bool = False) -> str:
     parts = [f"## Task\n{brief.task.strip()}"]
     if brief.data_summary:
-        parts.append(f"## Data\n{truncate_middle(brief.data_summary.strip(), limits.data_summary)}")
+        summary = truncate_middle(brief.data_summary.strip(), limits.data_summary)
+        parts.append(f"## Data\n{data_block(summary)}")
     if brief.history:
         parts.append(
             f"## Earlier in this session\n{truncate_middle(brief.history.strip(), limits.history)}"

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["loader_code", "summary_code", "variable_name"]
+__all__ = [
+    "CELL_CHARS",
+    "NAME_CHARS",
+    "VALUE_CHARS",
+    "loader_code",
+    "summary_code",
+    "variable_name",
+]
 
 _READERS = {
     ".csv": "pd.read_csv({path!r})",
@@ -58,40 +65,85 @@ def loader_code(files: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
+# What the data summary shows of one cell, label or value. Data is untrusted and
+# goes into every prompt, so these bound what any string of it can say there.
+CELL_CHARS = 100
+"""A cell of the head, at most (pandas cuts it, ending in ``...``). Enough for a
+sentence of free text, an address or a URL, so the agents can tell what a column
+holds; five rows of a text column then cost at most 500 of the summary's
+characters."""
+NAME_CHARS = 60
+"""A column or index label, or a dtype, at most (cut to end in ``…``). A column's
+name appears up to four times (dtypes, head, numeric summary, missing values);
+60 keeps even verbose names apart."""
+VALUE_CHARS = 600
+"""The repr of a value that is not a DataFrame or a Series, at most."""
+
 # Runs in the managed kernel; prints one block per name. Kept short for the
-# model: dtypes, a head as text, numeric stats, missing values.
+# model: dtypes, a head as text, numeric stats, missing values. Every label and
+# cell is cut, and control characters in labels are escaped, so a hostile name
+# cannot start a line of its own.
 _SUMMARY = """
-def _agentnb_summary(_names):
+def _agentnb_summary(_names, _cell, _label_max, _value):
+    import re as _re
     import pandas as _pd
-    _pd_opts = ("display.width", 120, "display.max_columns", 30, "display.max_colwidth", 40)
+    _control = _re.compile("[\\x00-\\x1f\\x7f]")
+    _cuts = []
+
+    def _cut(_x, _n):
+        _s = _control.sub(lambda _m: repr(_m.group())[1:-1], str(_x))
+        if len(_s) <= _n:
+            return _s
+        _cuts.append(_s)
+        return _s[: _n - 1] + "\u2026"
+
+    def _label(_x):
+        return _cut(_x, _label_max) if isinstance(_x, str) or len(str(_x)) > _label_max else _x
+
+    _pd_opts = ("display.width", 120, "display.max_columns", 30)
     with _pd.option_context(*_pd_opts):
         for _name in _names:
+            _cuts.clear()
             _v = globals().get(_name)
             if isinstance(_v, _pd.Series):
                 _v = _v.to_frame()
             if not isinstance(_v, _pd.DataFrame):
                 _r = repr(_v)
-                print(f"### {_name}: {type(_v).__name__}\\n{_r[:600]}\\n")
+                _r = _r if len(_r) <= _value else _r[: _value - 1] + "\u2026"
+                print(f"### {_name}: {type(_v).__name__}\\n{_r}\\n")
                 continue
             _rows, _cols = _v.shape
             print(f"### {_name}: DataFrame, {_rows:,} rows x {_cols} columns")
-            print("dtypes: " + ", ".join(f"{_c} {_t}" for _c, _t in _v.dtypes.astype(str).items()))
+            _types = _v.dtypes.astype(str).items()
+            _types = [f"{_label(_c)} {_cut(_t, _label_max)}" for _c, _t in _types]
+            print("dtypes: " + ", ".join(_types))
             print("head:")
-            print(_v.head(5).to_string(max_cols=30))
+            _head = _v.head(5).rename(columns=_label, index=_label)
+            print(_head.to_string(max_cols=30, max_colwidth=_cell))
+            _long = any(len(str(_x)) > _cell for _x in _head.to_numpy().ravel())
             _num = _v.select_dtypes("number")
             if _num.shape[1]:
                 print("numeric summary:")
-                print(_num.describe().T[["mean", "std", "min", "max"]].round(3).to_string())
+                _stats = _num.describe().T[["mean", "std", "min", "max"]].round(3)
+                print(_stats.rename(index=_label).to_string())
             _na = _v.isna().sum()
             _na = _na[_na > 0]
-            _missing = ", ".join(f"{_c} {_n}" for _c, _n in _na.items())
+            _missing = ", ".join(f"{_label(_c)} {_n}" for _c, _n in _na.items())
             print("missing values: " + (_missing or "none"))
+            if _cuts or _long:
+                print(f"(labels over {_label_max} and cells over {_cell} characters are cut)")
             print()
-_agentnb_summary(@NAMES@)
+_agentnb_summary(@NAMES@, @CELL@, @NAME@, @VALUE@)
 del _agentnb_summary
 """
 
 
 def summary_code(names: list[str]) -> str:
     """Code that prints a compact summary of each named value in the kernel."""
-    return _SUMMARY.replace("@NAMES@", repr(list(names))).strip()
+    return (
+        _SUMMARY.replace("@NAMES@", repr(list(names)))
+        .replace("@CELL@", str(CELL_CHARS))
+        .replace("@NAME@", str(NAME_CHARS))
+        .replace("@VALUE@", str(VALUE_CHARS))
+        .strip()
+    )
