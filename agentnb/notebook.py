@@ -89,7 +89,7 @@ from .models.base import Usage
 from .outputs import Output, strip_ansi
 from .termination import StopReason
 from .transcript import read_transcript
-from .ui.untrusted import safe_outputs
+from .ui.untrusted import safe_markdown, safe_outputs
 
 __all__ = ["build_notebook", "notebook_from_transcript", "save_notebook"]
 
@@ -206,8 +206,15 @@ class _Cells:
         return f"{self.prefix}-{len(self.cells) + 1}"
 
     def markdown(self, source: str) -> None:
+        # the task, rationales, reviews and reports are model or user text, and a
+        # notebook the user signs renders a markdown cell's raw HTML
         self.cells.append(
-            {"cell_type": "markdown", "id": self._id(), "metadata": {}, "source": source.strip()}
+            {
+                "cell_type": "markdown",
+                "id": self._id(),
+                "metadata": {},
+                "source": safe_markdown(source.strip()),
+            }
         )
 
     def code(

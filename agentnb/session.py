@@ -49,6 +49,7 @@ from .kernel import KernelConfig, ManagedKernel
 from .kernel.config import check_gateway_url, parse_size
 from .messages import Proposal
 from .notebook import build_notebook, join_notebooks, save_notebook
+from .ui.untrusted import safe_markdown
 
 if TYPE_CHECKING:
     from .ui.cells import CellWriter
@@ -611,8 +612,9 @@ class Session:
         bundle["text/plain"] = "\n\n".join(
             part for part in (f"agentnb: {title}", state, report) if part
         )
-        bundle["text/markdown"] = "\n\n".join(
-            part for part in (f"**agentnb**: {title}", f"*{state}*", report) if part
+        # shown in the cell the user ran, which is trusted: no raw HTML of the model's
+        bundle["text/markdown"] = safe_markdown(
+            "\n\n".join(part for part in (f"**agentnb**: {title}", f"*{state}*", report) if part)
         )
         return bundle
 

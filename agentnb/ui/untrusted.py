@@ -33,10 +33,12 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from markdown_it import MarkdownIt
+
 from ..outputs import strip_ansi
 from .render import markdown_html, sanitize_html
 
-__all__ = ["safe_outputs"]
+__all__ = ["safe_markdown", "safe_outputs"]
 
 _RASTERS = ("image/png", "image/jpeg", "image/gif")
 _AS_IS = ("text/plain", "text/latex")
@@ -245,3 +247,41 @@ def _plain_element(element: ElementTree.Element, *, in_metadata: bool) -> bool:
             return False
     inside = in_metadata or tag == f"{_SVG}metadata"
     return all(_plain_element(child, in_metadata=inside) for child in element)
+
+
+# a "<" that could open a tag, a comment or a processing instruction
+_TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
+# an inline code span, as CommonMark pairs backtick runs of the same length
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
+
+
+def safe_markdown(text: str) -> str:
+    """Model-written markdown for a notebook's markdown cell, which a trusted (signed)
+    notebook renders with its raw HTML: every tag becomes text, and every image a
+    link (an image would make the browser fetch its URL the moment it renders).
+
+    Code is left as written: fenced and indented blocks, as markdown-it finds them,
+    and code spans on lines without escaped backticks (where CommonMark could pair
+    the backticks differently).
+    """
+    lines = text.split("\n")
+    code: set[int] = set()
+    for token in MarkdownIt("commonmark").parse(text):
+        if token.type in ("fence", "code_block") and token.map is not None:
+            code.update(range(token.map[0], token.map[1]))
+    for number, line in enumerate(lines):
+        if number in code:
+            continue
+        if "\\`" in line:
+            lines[number] = _defang(line)
+            continue
+        kept, last = [], 0
+        for span in _CODE_SPAN.finditer(line):
+            kept.append(_defang(line[last : span.start()]) + span.group())
+            last = span.end()
+        lines[number] = "".join(kept) + _defang(line[last:])
+    return "\n".join(lines)
+
+
+def _defang(text: str) -> str:
+    return _TAG_OPEN.sub("&lt;", text).replace("![", "\\![")

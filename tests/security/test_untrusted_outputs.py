@@ -72,6 +72,12 @@ def check_untrusted(path: Path) -> None:
     # what was safe to show is still there
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert html == ["<b>totals</b>"], html
+    # the model's own words (rationale, report) become text, its code stays as written
+    prose = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "&lt;img src=x onerror" in prose
+    assert "<img" not in prose
+    assert "\\![beacon](http://attacker.example/b.png)" in prose
+    assert "`north < south`" in prose
 
 
 async def test_saved_and_replayed_notebooks_carry_no_script_and_no_trust(
@@ -79,7 +85,10 @@ async def test_saved_and_replayed_notebooks_carry_no_script_and_no_trust(
 ) -> None:
     replies = script(
         tmp_path,
-        [step(HOSTILE, "Totals, shown nicely."), "North sold most."],
+        [
+            step(HOSTILE, 'Totals, shown nicely. <img src=x onerror="window.__pwned = 6">'),
+            "North sold most: `north < south` is False. ![beacon](http://attacker.example/b.png)",
+        ],
         ["APPROVE", "APPROVE"],
     )
     out = tmp_path / "out.ipynb"

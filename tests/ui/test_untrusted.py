@@ -14,7 +14,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from agentnb.ui.untrusted import safe_outputs
+from agentnb.ui.untrusted import safe_markdown, safe_outputs
 
 matplotlib.use("agg")
 
@@ -319,3 +319,26 @@ def test_the_result_is_valid_nbformat_and_the_input_is_left_alone() -> None:
     cell = nbformat.v4.new_code_cell("x", outputs=safe)
     nbformat.validate(nbformat.v4.new_notebook(cells=[cell]))
     assert json.loads(json.dumps(safe)) == safe
+
+
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        (
+            "Revenue <img src=x onerror=alert(1)> rose",
+            "Revenue &lt;img src=x onerror=alert(1)> rose",
+        ),
+        ("<script>fetch('/api')</script>", "&lt;script>fetch('/api')&lt;/script>"),
+        ("<!-- hidden --> a", "&lt;!-- hidden --> a"),
+        ("![chart](http://evil.example/p.png)", "\\![chart](http://evil.example/p.png)"),
+        # code stays as written: a span, a fence, an indented block
+        ("rows where `df.x < 3` and `<b>`", "rows where `df.x < 3` and `<b>`"),
+        ("```python\nx = '<script>'\n```", "```python\nx = '<script>'\n```"),
+        ("    y = '<img>'", "    y = '<img>'"),
+        # an escaped backtick opens no code span for CommonMark: nothing is spared
+        ("\\`<img onerror=1>\\`", "\\`&lt;img onerror=1>\\`"),
+        ("a < b and 3<4", "a < b and 3<4"),
+    ],
+)
+def test_model_markdown_keeps_its_code_and_loses_its_html(written: str, kept: str) -> None:
+    assert safe_markdown(written) == kept
