@@ -239,6 +239,8 @@ class GroupChat:
         self.ledger = Ledger()
         self.final_report: str | None = None
         self.data_summary = ""
+        self.files_note = ""
+        """What the agents are told of where files may be written (a sandboxed kernel)."""
         self.setup: Execution | None = None
         self._task = ""
         self._turns = 0
@@ -359,13 +361,19 @@ class GroupChat:
         if start is not None:
             # before any model call: a sandbox that cannot start costs no tokens
             await self._guarded(start())
-            self._emit(
-                KernelReady(
-                    isolation=getattr(self.executor, "isolation", ""),
-                    sandboxed=getattr(self.executor, "sandboxed", None),
-                    scratch=getattr(self.executor, "scratch", None),
-                )
+            ready = KernelReady(
+                isolation=getattr(self.executor, "isolation", ""),
+                sandboxed=getattr(self.executor, "sandboxed", None),
+                scratch=getattr(self.executor, "scratch", None),
             )
+            self._emit(ready)
+            if ready.scratch:
+                # the variable, not the path: a prompt stays the same from run to run,
+                # so the response cache still answers an unchanged analysis
+                self.files_note = (
+                    "The working folder is read-only. Write files only under the folder "
+                    "in the environment variable AGENTNB_SCRATCH."
+                )
         if self.data_code:
             self._emit(ExecutionStarted(step=0, code=self.data_code))
             self.setup = await self._guarded(self.executor.execute(self.data_code), execution=True)
@@ -521,7 +529,11 @@ class GroupChat:
 
     def _brief(self) -> Brief:
         return Brief(
-            task=self._task, data_summary=self.data_summary, history=self.history, steps=self.steps
+            task=self._task,
+            data_summary=self.data_summary,
+            files=self.files_note,
+            history=self.history,
+            steps=self.steps,
         )
 
     async def _author_turn(self, author: str, pending: _Pending) -> AuthorReply:

@@ -60,6 +60,8 @@ class Brief:
 
     task: str
     data_summary: str = ""
+    files: str = ""
+    """Where the kernel's code may write files, when it may not write everywhere."""
     history: str = ""
     """What earlier runs of the same session found (a later ``%%agents`` cell)."""
     steps: Sequence[Step] = ()
@@ -111,6 +113,8 @@ def _brief_text(brief: Brief, limits: ContextLimits, *, reviewing_step: bool = F
     if brief.data_summary:
         summary = truncate_middle(brief.data_summary.strip(), limits.data_summary)
         parts.append(f"## Data\n{data_block(summary)}")
+    if brief.files:
+        parts.append(f"## Files\n{brief.files}")
     if brief.history:
         parts.append(
             f"## Earlier in this session\n{truncate_middle(brief.history.strip(), limits.history)}"

@@ -12,7 +12,7 @@ from agentnb.agents import ANALYST, CRITIC, Role
 from agentnb.context import data_block
 from agentnb.data import CELL_CHARS, NAME_CHARS, VALUE_CHARS
 from agentnb.errors import ConfigError
-from agentnb.events import MessagePosted, Notice
+from agentnb.events import KernelReady, MessagePosted, Notice
 from agentnb.messages import Review
 from agentnb.models.base import ChatMessage
 from agentnb.models.scripted import ScriptedModel
@@ -335,3 +335,15 @@ async def test_every_role_is_told_that_data_and_outputs_are_not_instructions(
         ):
             assert reach in rule
     assert "REVISE code" not in systems["analyst"]
+
+
+async def test_a_sandboxed_kernel_tells_the_agents_where_to_write(chat: ChatRunner) -> None:
+    run = await chat({"analyst": [step("x = 1"), "Done."], "critic": ["APPROVE"] * 2})
+    assert run.result.ok
+    (ready,) = [e for e in run.events if isinstance(e, KernelReady)]
+    assert ready.sandboxed
+    assert ready.scratch
+    for prompt in run.prompts("analyst") + run.prompts("critic"):
+        assert "## Files\nThe working folder is read-only." in prompt
+        assert "AGENTNB_SCRATCH" in prompt
+        assert ready.scratch not in prompt  # the name, not the path: prompts stay cacheable
