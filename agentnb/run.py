@@ -281,6 +281,9 @@ def _on_gateway(config: KernelConfig, gateway: str | None, token: str | None) ->
     return replace(config, gateway=url, gateway_token=token or config.gateway_token)
 
 
+_YES = ("1", "true", "yes", "on")
+
+
 def _sandboxed(
     config: KernelConfig,
     sandbox: bool | str | None,
@@ -292,10 +295,12 @@ def _sandboxed(
         if sandbox not in ("on", "off"):
             raise ConfigError(f"sandbox={sandbox!r}: give 'on' or 'off' (or True/False)")
         sandbox = sandbox == "on"
+    if network is None:
+        network = config.network or os.environ.get("AGENTNB_NETWORK", "").lower() in _YES
     return replace(
         config,
         sandbox=config.sandbox if sandbox is None else sandbox,
-        network=config.network if network is None else network,
+        network=network,
         readable=(*config.readable, *(str(path) for path in files)),
     )
 
