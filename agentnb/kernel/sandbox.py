@@ -54,7 +54,8 @@ OPT_OUT = '--sandbox off (or %config Agents.sandbox = "off", or AGENTNB_SANDBOX=
 """How to run without the sandbox, named wherever the sandbox cannot start."""
 
 _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
-# readable by the owner, and a root user's sandbox is that owner: never shown
+# secrets and server configuration: often readable by their owner only, and a root
+# user's sandbox is that owner
 _ETC_SECRETS = (
     "/etc/shadow",
     "/etc/shadow-",
@@ -64,6 +65,14 @@ _ETC_SECRETS = (
     "/etc/ssl/private",
     "/etc/sudoers",
     "/etc/sudoers.d",
+    "/etc/jupyter",
+    "/etc/credstore",
+    "/etc/credstore.encrypted",
+    "/etc/krb5.keytab",
+    "/etc/letsencrypt",
+    "/etc/NetworkManager/system-connections",
+    "/etc/wireguard",
+    "/etc/ipsec.secrets",
 )
 # entries of the working folder checked for dotfiles at every kernel start (a few
 # milliseconds per thousand)

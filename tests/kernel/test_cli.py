@@ -26,7 +26,7 @@ from rich.console import Console
 import agentnb.models
 from agentnb.approval import ApprovalRequest, Decision
 from agentnb.cli import main
-from agentnb.events import ExecutionFinished, ExecutionStarted, MessagePosted
+from agentnb.events import ExecutionFinished, ExecutionStarted, KernelReady, MessagePosted
 from agentnb.messages import Execution, Feedback
 from agentnb.models.base import message_text
 from agentnb.models.scripted import ScriptedModel
@@ -123,6 +123,11 @@ def test_an_approved_run_prints_the_report_and_the_usage(
     assert rows["total"][3] == "$0.0000"
     assert "Traceback" not in err
     assert (workdir / "run.jsonl").is_file()
+    # the header, and the transcript, say how the agents' code was isolated
+    assert "kernel: sandboxed by bubblewrap" in " ".join(err.split())
+    (ready,) = [e for e in read_transcript(workdir / "run.jsonl") if isinstance(e, KernelReady)]
+    assert ready.sandboxed
+    assert "no network" in ready.isolation
 
 
 def test_max_turns_ends_the_run_without_an_answer(

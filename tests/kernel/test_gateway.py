@@ -733,6 +733,7 @@ async def test_a_notebook_cell_runs_on_the_gateway_and_back_here(
     assert there.status == "ok", there.to_model_text()
     status = await notebook.execute("%agents status")
     assert f"managed kernel: running on the gateway {gateway.url}" in text_of(status)
+    assert "isolated as that gateway isolates its kernels" in text_of(status)
     ran = await notebook.execute(
         "[s.outputs[0]['text'] for s in magics._session.current.result.steps]"
     )
