@@ -234,14 +234,12 @@ class LocalBackend:
         if self._cgroup is not None:
             remove_cgroup(self._cgroup)
             self._cgroup = None
-        if self._scratch is not None and not self._settings_scratch():
-            # what the agents wrote is the user's to keep; an empty folder is not
-            with contextlib.suppress(OSError):
-                os.rmdir(self._scratch)
+        if self._scratch is not None:
+            if not (self._settings and self._settings.scratch):
+                # what the agents wrote is the user's to keep; an empty folder is not
+                with contextlib.suppress(OSError):
+                    os.rmdir(self._scratch)
             self._scratch = None
-
-    def _settings_scratch(self) -> bool:
-        return bool(self._settings and self._settings.scratch)
 
     def _teardown(self) -> None:
         """Kill the process group, reap the kernel, close channels, remove files."""

@@ -97,9 +97,11 @@ class ManagedKernel:
                 f"on the gateway {self.config.gateway}: isolated as that gateway isolates "
                 "its kernels (agentnb's sandbox does not apply)"
             )
-        if isinstance(backend, LocalBackend) and backend.sandbox is not None:
+        if not isinstance(backend, LocalBackend):
+            return f"on {type(backend).__name__}: isolated as that backend isolates its kernels"
+        if backend.sandbox is not None:
             return backend.sandbox.describe()
-        if isinstance(backend, LocalBackend) and not backend.sandboxed:
+        if not backend.sandboxed:
             return (
                 "NOT sandboxed (--sandbox off): the agents' code runs as you, with your "
                 "files, your network and your other kernels"
