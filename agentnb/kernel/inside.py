@@ -248,21 +248,8 @@ def _processes_of(parent: int | None, prune: Collection[int] = ()) -> dict[int, 
     """The live processes descended from ``parent`` (Linux /proc; elsewhere none),
     with their command lines, but none below a process in ``prune``; with no
     parent, every process of this PID namespace but its init and this one."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return {}
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != b"Z":  # a zombie has ended already
-            children.setdefault(int(fields[1]), []).append(int(entry))
+    tree = None if parent is None else _tree_below(parent)
+    children = tree if tree is not None else _whole_tree()
     found: dict[int, str] = {}
     if parent is None:
         me = os.getpid()
@@ -279,6 +266,58 @@ def _processes_of(parent: int | None, prune: Collection[int] = ()) -> dict[int, 
         if parent is not None and pid not in prune:
             todo.extend(children.get(pid, ()))
     return found
+
+
+def _whole_tree() -> dict[int, list[int]]:
+    """Every live process of this PID namespace, by parent."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return {}
+    for entry in entries:
+        up = _alive(entry) if entry.isdigit() else None
+        if up is not None:
+            children.setdefault(up, []).append(int(entry))
+    return children
+
+
+def _tree_below(root: int) -> dict[int, list[int]] | None:
+    """The live processes below ``root``, by parent, from the kernel's per-thread
+    ``children`` lists: a few reads instead of one per process of the machine (about
+    4 ms a step on a desktop). None where the kernel does not provide those lists."""
+    if not os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+        return None
+    children: dict[int, list[int]] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        kids: list[int] = []
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    kids.extend(int(kid) for kid in f.read().split())
+            except OSError:  # the thread or the process ended meanwhile
+                continue
+        live = [kid for kid in kids if _alive(str(kid)) is not None]
+        if live:
+            children[pid] = live
+            todo.extend(live)
+    return children
+
+
+def _alive(pid: str) -> int | None:
+    """The parent of a live process; None for a zombie (it has ended) or a gone one."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == b"Z" else int(fields[1])
 
 
 def _reap() -> None:
