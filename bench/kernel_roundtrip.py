@@ -6,7 +6,8 @@ One process, one run, three paths side by side:
   then read iopub until idle for that msg_id and, concurrently, the shell reply.
   Nothing can reach a kernel with less client work: this is the floor.
 - ``autogen``: autogen-ext's ``JupyterCodeExecutor.execute_code_blocks`` (nbclient).
-- ``agentnb``: ``ManagedKernel.execute`` (``KernelConfig(preload=())``).
+- ``agentnb``: ``ManagedKernel.execute`` (``KernelConfig(preload=())``), sandboxed as
+  by default (``AGENTNB_SANDBOX=off`` runs it unsandboxed, like the other two).
 
 Warm workloads (``x = 1``, a matplotlib PNG, a groupby over a 1,000,000-row frame
 built in untimed setup) run in blocks. Each block starts a fresh kernel for every
@@ -51,6 +52,7 @@ from typing import Any
 
 from _util import (
     CpuWatch,
+    default_sandbox,
     ensure_interpreter,
     machine_info,
     ms,
@@ -218,13 +220,14 @@ def _probed_backend() -> Any:
     """agentnb's own LocalBackend, noting the kernel's busy/idle times as they pass.
 
     The probe is one dict store per status message (a microsecond); the timed
-    code is otherwise agentnb's, unchanged.
+    code is otherwise agentnb's, unchanged. Sandboxed or not as a default
+    ``ManagedKernel`` is (``$AGENTNB_SANDBOX``).
     """
     from agentnb.kernel.local import LocalBackend
 
     class ProbedBackend(LocalBackend):
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__(sandbox=default_sandbox())
             self.last_request = ""
             self.status: dict[str, Any] = {}  # execution_state -> header date
 
@@ -482,6 +485,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     machine = machine_info(PACKAGES)
     started = time.perf_counter()
     print(f"warm round trips: {args.blocks} blocks, one fresh kernel per path per block")
+    print(f"  agentnb's kernel is {'' if default_sandbox() else 'NOT '}sandboxed")
     blocks = [await warm_block(b, counts, samples) for b in range(args.blocks)]
     print(f"\ncold starts: {args.cold_rounds} rounds after {args.cold_warmup} warm-up round(s)")
     cold, cold_loads = await cold_rounds(args.cold_rounds, args.cold_warmup)
@@ -674,6 +678,7 @@ def report(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
         "quick": args.quick,
         "machine": raw["machine"],
         "kernel_name_for_raw_and_autogen": KERNEL_NAME,
+        "agentnb_sandboxed": default_sandbox() is not None,
         "method": {
             "blocks": args.blocks,
             "counts_per_block_and_path": raw["counts"],
