@@ -65,7 +65,7 @@ from .messages import (
     StepResult,
 )
 from .models.base import ChatMessage, ModelClient, Usage, estimate_tokens, message_text
-from .protocol import AuthorReply, ProtocolViolation, parse_author, parse_review
+from .protocol import AuthorReply, ProtocolViolation, parse_author, parse_review, split_reasoning
 from .speakers import SelectionState, SelectPhase, SpeakerSelector, make_selector
 from .termination import RunStats, StopReason, TerminationCondition
 from .transcript import TranscriptWriter
@@ -607,7 +607,9 @@ class GroupChat:
                     )
                 )
                 correction = load_prompt("correction").format(problem=problem)
-                prompt = [*prompt, ChatMessage("assistant", text), ChatMessage("user", correction)]
+                # reasoning is never resent; a reply of reasoning only still takes its turn
+                said = split_reasoning(text)[1] or "…"
+                prompt = [*prompt, ChatMessage("assistant", said), ChatMessage("user", correction)]
                 text = await self._call(agent, prompt, phase, step)
         raise AssertionError("unreachable")  # pragma: no cover
 

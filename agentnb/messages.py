@@ -106,7 +106,7 @@ class Proposal:
     sender: str
     step: int
     text: str
-    """The whole reply, markdown with the fenced code."""
+    """The whole reply but its reasoning: markdown with the fenced code."""
     rationale: str
     """The reply without its code blocks."""
     code: str
