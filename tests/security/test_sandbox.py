@@ -221,11 +221,15 @@ async def test_a_daemon_does_not_outlive_its_step(target: Target) -> None:
 
 
 async def test_a_fork_bomb_ends_at_the_process_limit(target: Target) -> None:
+    status_text = text(await target.agents.cell("%agents status"))
+    if "no process limit" in status_text:
+        # Linux spares root RLIMIT_NPROC; without a pids cgroup the status says so
+        pytest.skip("Jupyter runs as root here and no pids cgroup could be made")
     bomb = (
         "import subprocess\n"
         "children = []\n"
         "try:\n"
-        "    while len(children) < 5000:\n"
+        "    while len(children) < 2000:\n"
         "        children.append(subprocess.Popen(['sleep', '30.33']))\n"
         "except OSError as err:\n"
         "    print('stopped at', len(children), type(err).__name__)"
