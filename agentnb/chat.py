@@ -64,7 +64,14 @@ from .messages import (
     Step,
     StepResult,
 )
-from .models.base import ChatMessage, ModelClient, Usage, estimate_tokens, message_text
+from .models.base import (
+    ChatMessage,
+    ModelClient,
+    ModelReply,
+    Usage,
+    estimate_tokens,
+    message_text,
+)
 from .protocol import AuthorReply, ProtocolViolation, parse_author, parse_review, split_reasoning
 from .speakers import SelectionState, SelectPhase, SpeakerSelector, make_selector
 from .termination import RunStats, StopReason, TerminationCondition
@@ -586,9 +593,16 @@ class GroupChat:
         parse: Callable[[str], T],
     ) -> T:
         """Call ``agent`` and parse its reply; one corrective re-prompt, then stop."""
-        text = await self._call(agent, prompt, phase, step)
+        reply = await self._call(agent, prompt, phase, step)
         for attempt in range(self.guards.protocol_retries + 1):
+            text = reply.text
             try:
+                if reply.finish_reason == "length":
+                    # the rest is unknown: a cut step would run half a program
+                    raise ProtocolViolation(
+                        "it was cut off at the token limit before it ended, so none of it "
+                        "was used. Reply again, shorter: one small step, or a shorter report."
+                    )
                 return parse(text)
             except ProtocolViolation as problem:
                 if attempt == self.guards.protocol_retries:
@@ -602,7 +616,12 @@ class GroupChat:
                 self._emit(
                     Notice(
                         level="warning",
-                        text=f"{agent}'s reply did not follow the protocol; asking again",
+                        text=(
+                            f"{agent}'s reply was cut off at the token limit; asking for a "
+                            "shorter one"
+                            if reply.finish_reason == "length"
+                            else f"{agent}'s reply did not follow the protocol; asking again"
+                        ),
                         agent=agent,
                     )
                 )
@@ -610,12 +629,12 @@ class GroupChat:
                 # reasoning is never resent; a reply of reasoning only still takes its turn
                 said = split_reasoning(text)[1] or "…"
                 prompt = [*prompt, ChatMessage("assistant", said), ChatMessage("user", correction)]
-                text = await self._call(agent, prompt, phase, step)
+                reply = await self._call(agent, prompt, phase, step)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call(
         self, agent: str, prompt: Sequence[ChatMessage], phase: Phase, step: int | None
-    ) -> str:
+    ) -> ModelReply:
         """One counted model call, cancellable by a stop."""
         model = self.models[agent]
         self._check(pending=sum(estimate_tokens(message_text(m)) for m in prompt))
@@ -647,7 +666,7 @@ class GroupChat:
                 cached=reply.cached,
             )
         )
-        return reply.text
+        return reply
 
     async def _select(
         self, phase: SelectPhase, candidates: tuple[Role, ...], last: str
@@ -665,7 +684,7 @@ class GroupChat:
                 raise ConfigError(
                     "the model speaker selector needs a model: give models['selector']"
                 )
-            return await self._call("selector", prompt, "select", state.step)
+            return (await self._call("selector", prompt, "select", state.step)).text
 
         fallbacks = getattr(self.selector, "fallbacks", 0)
         names = list(await self.selector.select(state, ask))

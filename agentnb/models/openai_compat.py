@@ -42,9 +42,13 @@ from .base import (
     message_text,
 )
 
-__all__ = ["DEFAULT_BASE_URL", "OpenAIModel", "parse_retry_after"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_TOKENS", "OpenAIModel", "parse_retry_after"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_MAX_TOKENS = 8192
+"""Tokens a reply may have: local servers have no limit of their own, and a model
+caught in a repetition loop would otherwise stream for minutes. Room for a reasoning
+model's thinking and a step."""
 _PLACEHOLDER_KEY = "agentnb-no-key"
 """Sent to servers that need no key (local ones ignore it): the client insists on one."""
 
@@ -139,6 +143,10 @@ class OpenAIModel:
     server's ``Retry-After`` / ``retry-after-ms`` up to ``retry_after_cap`` seconds
     (asking for more ends the call), otherwise it is ``backoff_base * 2**retry``,
     capped at ``backoff_cap``, with jitter (between half and all of it).
+
+    Every call asks for at most ``max_tokens`` tokens (as ``max_completion_tokens``
+    where the server refuses ``max_tokens``, as OpenAI's reasoning models do); a reply
+    cut by it comes back with ``finish_reason == "length"``.
     """
 
     def __init__(
@@ -154,11 +162,14 @@ class OpenAIModel:
         backoff_base: float = 1.0,
         backoff_cap: float = 20.0,
         retry_after_cap: float = 60.0,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:
         if not model:
             raise ConfigError("A model name is needed, e.g. gpt-4o-mini or llama3.1:8b.")
         if timeout <= 0:
             raise ConfigError(f"The model timeout must be positive, not {timeout!r}.")
+        if max_tokens < 1:
+            raise ConfigError(f"max_tokens must be at least 1, not {max_tokens!r}.")
         if max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more, not {max_retries!r}.")
         url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
@@ -187,6 +198,9 @@ class OpenAIModel:
         self.retry_after_cap = retry_after_cap
         self._stream_options = True
         """Cleared for good when the server rejects ``stream_options``."""
+        self.max_tokens = max_tokens
+        self._limit_name = "max_tokens"
+        """Switched for good to ``max_completion_tokens`` when the server asks for it."""
         self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
         """How retries wait; tests replace it to record the delays."""
         self._client = openai.AsyncOpenAI(
@@ -230,6 +244,9 @@ class OpenAIModel:
                 return await self._attempt(messages, payload, streamed, on_delta)
             except (openai.APIError, json.JSONDecodeError, _BrokenStream) as exc:
                 error: Exception = exc
+            if self._wants_completion_tokens(error):
+                self._limit_name = "max_completion_tokens"
+                continue
             if self._rejects_stream_options(error):
                 self._stream_options = False
                 if on_notice is not None:
@@ -276,6 +293,10 @@ class OpenAIModel:
             stream=True,
             stream_options=stream_options,
             temperature=temperature,
+            max_tokens=self.max_tokens if self._limit_name == "max_tokens" else openai.omit,
+            max_completion_tokens=(
+                self.max_tokens if self._limit_name != "max_tokens" else openai.omit
+            ),
         )
         reported = ""
         finish: str | None = None
@@ -334,6 +355,12 @@ class OpenAIModel:
         if len(message) > 300:
             message = message[:297] + "..."
         return self._mask(message).rstrip(".")
+
+    def _wants_completion_tokens(self, error: Exception) -> bool:
+        if self._limit_name != "max_tokens" or not isinstance(error, openai.BadRequestError):
+            return False
+        said = f"{error.message} {error.body}".lower()
+        return "max_completion_tokens" in said
 
     def _rejects_stream_options(self, error: Exception) -> bool:
         if not self._stream_options or not isinstance(error, openai.BadRequestError):

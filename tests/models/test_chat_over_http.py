@@ -132,3 +132,54 @@ async def test_cost_per_agent_from_the_price_table(
     assert result.ok
     assert result.costs == {"analyst": 0.15, "critic": 0.60}
     assert result.cost == 0.75
+
+
+async def test_every_call_is_bounded_and_a_cut_step_never_runs(
+    server: Callable[..., ScriptedServer],
+    make_model: Callable[..., OpenAIModel],
+    shared_kernel: ManagedKernel,
+    tmp_path: Path,
+) -> None:
+    cut = "Sum them.\n\n```python\nimport shutil\nshutil.rmtree('data')  # then copy it back, in\n"
+    srv = server(
+        Reply(cut, finish_reason="length", usage=(100, 512)),
+        Reply(STEP),
+        Reply("APPROVE"),
+        Reply("The sum is 6."),
+        Reply("APPROVE"),
+    )
+    events, result = await run_with(make_model(srv, max_tokens=512), shared_kernel, tmp_path)
+    assert result.ok, result.stop_reason
+    assert [s.code for s in result.steps] == ["print(sum([1, 2, 3]))"]  # the cut one never ran
+    assert all(body["max_tokens"] == 512 for body in srv.requests)
+    notices = [e.text for e in events if isinstance(e, Notice)]
+    assert "analyst's reply was cut off at the token limit; asking for a shorter one" in notices
+    correction = srv.requests[1]["messages"][-1]["content"]
+    assert "cut off at the token limit" in correction
+    assert "shorter" in correction
+    assert result.usage["analyst"].completion_tokens >= 512  # the cut call is counted
+
+
+async def test_a_server_that_wants_max_completion_tokens_gets_it(
+    server: Callable[..., ScriptedServer],
+    make_model: Callable[..., OpenAIModel],
+    shared_kernel: ManagedKernel,
+    tmp_path: Path,
+) -> None:
+    refusal = {
+        "error": {
+            "message": "Unsupported parameter: 'max_tokens' is not supported with this "
+            "model. Use 'max_completion_tokens' instead.",
+            "type": "invalid_request_error",
+            "param": "max_tokens",
+            "code": "unsupported_parameter",
+        }
+    }
+    srv = server(Status(400, body=refusal), Reply("The sum is 6."), Reply("APPROVE"))
+    _, result = await run_with(make_model(srv), shared_kernel, tmp_path)
+    assert result.ok, result.stop_reason
+    assert "max_tokens" in srv.requests[0]
+    assert [("max_tokens" in b, b.get("max_completion_tokens")) for b in srv.requests[1:]] == [
+        (False, 8192),
+        (False, 8192),
+    ]
