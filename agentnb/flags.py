@@ -133,6 +133,12 @@ def add_run_flags(parser: argparse.ArgumentParser, *, notebook: bool) -> None:
         "--time-limit", metavar="SECONDS", type=_positive_float, help="stop after this long"
     )
     parser.add_argument(
+        "--max-tokens",
+        metavar="N",
+        type=_positive_int,
+        help="tokens a model's reply may have (default 8192); a reply cut by it is never run",
+    )
+    parser.add_argument(
         "--vision",
         action="store_true",
         default=None,

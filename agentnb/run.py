@@ -123,6 +123,7 @@ async def arun(
     max_turns: int | None = 30,
     step_timeout: float | None = None,
     model_timeout: float | None = None,
+    max_tokens: int | None = None,
     budget_tokens: int | None = None,
     budget_cost: float | None = None,
     time_limit: float | None = None,
@@ -190,6 +191,7 @@ async def arun(
                 vision=vision or None,
                 cache=cache,
                 timeout=model_timeout or DEFAULTS["model_timeout"],
+                max_tokens=max_tokens,
             )
         return clients[key]
 
@@ -327,6 +329,8 @@ def run(task: str, **options: Any) -> RunResult:
             the kernel's ``KernelConfig.step_timeout``, 120).
         model_timeout: seconds a model call may send nothing before it is retried and
             finally given up (default 60).
+        max_tokens: tokens a model's reply may have (default 8192); a reply cut by it
+            is never used, and the model is asked for a shorter one.
         roles: the participants (default analyst and critic); add personas with
             :meth:`Role.persona <agentnb.agents.Role.persona>`.
         selector: ``workflow``, ``round_robin``, ``model`` or a function.

@@ -90,6 +90,9 @@ class Agents(Configurable):
     ).tag(config=True)
     budget_tokens = Int(None, allow_none=True, help="token budget of a run").tag(config=True)
     time_limit = Float(None, allow_none=True, help="seconds a run may take").tag(config=True)
+    max_tokens = Int(
+        None, allow_none=True, help="tokens a model's reply may have (default 8192)"
+    ).tag(config=True)
     base_url = Unicode(
         None, allow_none=True, help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)"
     ).tag(config=True)
@@ -146,6 +149,7 @@ _SETTINGS: dict[str, Callable[[str], Any]] = {
     "model_timeout": float,
     "budget_tokens": int,
     "time_limit": float,
+    "max_tokens": int,
     "base_url": str,
     "vision": _yes,
     "cache": str,
@@ -532,6 +536,7 @@ class Session:
             model_timeout=settings["model_timeout"],
             budget_tokens=settings["budget_tokens"],
             time_limit=settings["time_limit"],
+            max_tokens=settings["max_tokens"],
             vision=bool(settings["vision"]),
             cache=settings["cache"],
             base_url=settings["base_url"],

@@ -65,6 +65,9 @@ def test_the_flags_are_the_clis() -> None:
         parse_line("--help")
     with pytest.raises(UsageError, match="see '%%agents --help'"):
         parse_line("--step-timeout 0")
+    assert parse_line("--max-tokens 300").max_tokens == 300
+    with pytest.raises(UsageError, match="--max-tokens: must be at least 1"):
+        parse_line("--max-tokens 0")
 
 
 def test_the_transformer_rewrites_only_agents_cells_and_top_level_lines() -> None:

@@ -36,12 +36,14 @@ def resolve_model(
     vision: bool | None = None,
     timeout: float = 60.0,
     cache: bool | str | Path | None = None,
+    max_tokens: int | None = None,
 ) -> ModelClient:
     """A client for ``spec``: ``scripted:PATH``, ``replay:TRANSCRIPT``, a model name
     for an OpenAI-compatible endpoint, or a client (returned as is).
 
     ``cache`` wraps endpoint models in the on-disk response cache (True: the default
-    folder; a path: that folder).
+    folder; a path: that folder). ``max_tokens`` bounds each reply of an endpoint model
+    (default :data:`~agentnb.models.openai_compat.DEFAULT_MAX_TOKENS`).
     """
     if spec is None:
         spec = os.environ.get("AGENTNB_MODEL") or None
@@ -57,10 +59,15 @@ def resolve_model(
         return ScriptedModel(rest, vision=bool(vision))
     if kind == "replay" and rest:
         return ReplayModel(rest)
-    from .openai_compat import OpenAIModel
+    from .openai_compat import DEFAULT_MAX_TOKENS, OpenAIModel
 
     client: ModelClient = OpenAIModel(
-        spec, base_url=base_url, api_key=api_key, timeout=timeout, vision=vision
+        spec,
+        base_url=base_url,
+        api_key=api_key,
+        timeout=timeout,
+        vision=vision,
+        max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
     )
     if cache:
         client = CachedModel(client, None if cache is True else Path(cache))

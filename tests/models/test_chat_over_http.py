@@ -183,3 +183,19 @@ async def test_a_server_that_wants_max_completion_tokens_gets_it(
         (False, 8192),
         (False, 8192),
     ]
+
+
+async def test_max_tokens_is_an_option_of_the_run(
+    server: Callable[..., ScriptedServer], shared_kernel: ManagedKernel, tmp_path: Path
+) -> None:
+    srv = server(Reply("The sum is 6."), Reply("APPROVE"))
+    result = await arun(
+        "Add up 1, 2 and 3.",
+        model="scripted",
+        base_url=srv.base_url,
+        max_tokens=300,
+        kernel=shared_kernel,
+        transcript=tmp_path / "t.jsonl",
+    )
+    assert result.ok, result.stop_reason
+    assert [body["max_tokens"] for body in srv.requests] == [300, 300]
