@@ -130,6 +130,18 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+def _reasoning(delta: object) -> str:
+    """The reasoning text a stream delta carries in a field of its own, if any."""
+    if delta is None:
+        return ""
+    extra = getattr(delta, "model_extra", None) or {}
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(delta, name, None) or extra.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
 class OpenAIModel:
     """A chat model behind an OpenAI-compatible endpoint.
 
@@ -302,6 +314,13 @@ class OpenAIModel:
         finish: str | None = None
         usage: CompletionUsage | None = None
         chunks = 0
+        thinking = False
+
+        def say(text: str) -> None:
+            streamed.append(text)
+            if on_delta is not None:
+                on_delta(text)
+
         async with stream:
             async for chunk in stream:
                 item: object = chunk  # unvalidated: a server can send any JSON value
@@ -315,15 +334,26 @@ class OpenAIModel:
                     if choice.index:  # only one choice is asked for
                         continue
                     delta = cast("ChoiceDelta | None", choice.delta)
+                    # a reasoning field (vLLM, llama.cpp, DeepSeek, OpenRouter) becomes a
+                    # <think> block, which the parser sets aside and the widget folds
+                    thought = _reasoning(delta)
+                    if thought:
+                        if not thinking:
+                            say("<think>\n")
+                            thinking = True
+                        say(thought)
                     text = delta.content if delta is not None else None
                     if text:
-                        streamed.append(text)
-                        if on_delta is not None:
-                            on_delta(text)
+                        if thinking:
+                            say("\n</think>\n\n")
+                            thinking = False
+                        say(text)
                     if choice.finish_reason:
                         finish = choice.finish_reason
         if not chunks:
             raise _BrokenStream("no chunk came before the stream ended")
+        if thinking:  # the reasoning took the whole reply (cut, or nothing after it)
+            say("\n</think>\n")
         text = "".join(streamed)
         if usage is not None and usage.prompt_tokens is not None:
             counted = Usage(usage.prompt_tokens, usage.completion_tokens or 0, calls=1)

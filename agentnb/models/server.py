@@ -117,6 +117,9 @@ class Reply(Fault):
     ``delay``: seconds to wait before each streamed delta, or before a non-streamed
     reply. ``chunk``: characters per streamed delta; 0 splits at word boundaries.
     ``model``: the model name to report; ``None`` echoes the requested one.
+    ``reasoning``: streamed first as ``reasoning_content`` deltas (and sent as that
+    field of the message), as reasoning models behind vLLM, llama.cpp and DeepSeek's
+    API send their thinking.
     """
 
     text: str
@@ -125,6 +128,7 @@ class Reply(Fault):
     chunk: int = 0
     finish_reason: str = "stop"
     model: str | None = None
+    reasoning: str = ""
 
 
 class ScriptedServer:
@@ -482,7 +486,11 @@ class _Handler(BaseHTTPRequestHandler):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": item.text},
+                    "message": {
+                        "role": "assistant",
+                        "content": item.text,
+                        **({"reasoning_content": item.reasoning} if item.reasoning else {}),
+                    },
                     "finish_reason": item.finish_reason,
                 }
             ],
@@ -498,6 +506,10 @@ class _Handler(BaseHTTPRequestHandler):
         model = item.model
         self._start_stream()
         self._send_event(self._chunk(body, {"role": "assistant", "content": ""}, model=model))
+        for piece in _pieces(item.reasoning, item.chunk):
+            if item.delay and not self.script._sleep(item.delay):
+                return
+            self._send_event(self._chunk(body, {"reasoning_content": piece}, model=model))
         for piece in _pieces(item.text, item.chunk):
             if item.delay and not self.script._sleep(item.delay):
                 return

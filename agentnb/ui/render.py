@@ -59,6 +59,7 @@ __all__ = [
     "output_html",
     "outputs_html",
     "proposal_html",
+    "reasoning_html",
     "report_html",
     "review_html",
     "sanitize_html",
@@ -188,6 +189,18 @@ def streaming_html(text: str) -> str:
         tail = escape(text[-_STREAM_MARKDOWN_LIMIT:], quote=False)
         return f'<div class="agentnb-md agentnb-streaming"><pre>…{tail}</pre></div>'
     return markdown_html(text, extra_class="agentnb-streaming")
+
+
+def reasoning_html(reasoning: str, *, live: bool = False) -> str:
+    """A model's reasoning, folded: the answer is what the card shows."""
+    if not reasoning.strip():
+        return ""
+    words = len(reasoning.split())
+    what = "thinking" if live else "reasoning"
+    return (
+        f'<details class="agentnb-reasoning"><summary>{what} · {words:,} words</summary>'
+        f"{markdown_html(reasoning)}</details>"
+    )
 
 
 def thinking_html(words: str = "thinking") -> str:

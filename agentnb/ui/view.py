@@ -46,6 +46,7 @@ from ..events import (
 )
 from ..messages import Execution, Feedback, FinalReport, Proposal, Review, StepResult
 from ..models.base import Usage
+from ..protocol import split_reasoning
 from .render import (
     State,
     agent_classes,
@@ -59,6 +60,7 @@ from .render import (
     model_meta,
     notice_html,
     proposal_html,
+    reasoning_html,
     report_html,
     review_html,
     status_html,
@@ -115,6 +117,9 @@ class _Turn:
         self.meta = ""
         self.badge = ""
         self.body = thinking_html()
+        self.reasoning = ""
+        """Shown folded above the body; never part of what the agents are sent."""
+        self.streaming = True
         self.host = host
         self.box: Any = None
         if host is None:
@@ -126,7 +131,6 @@ class _Turn:
             classes = ("agentnb-review", "agentnb-turn", *agent_classes(agent))
             self.main = _html(self._value(), *classes)
         # streaming
-        self.streaming = True
         self.text = ""
         self.chunks: list[str] = []
         self.flushed_at = float("-inf")
@@ -145,7 +149,8 @@ class _Turn:
         return self.host if self.host is not None else self
 
     def _value(self) -> str:
-        return head_html(self.agent, self.action, self.meta, badge=self.badge) + self.body
+        head = head_html(self.agent, self.action, self.meta, badge=self.badge)
+        return head + reasoning_html(self.reasoning, live=self.streaming) + self.body
 
     def update(
         self,
@@ -551,7 +556,8 @@ class ChatView:
             return
         turn.text += "".join(turn.chunks)
         turn.chunks.clear()
-        turn.update(body=streaming_html(turn.text))
+        turn.reasoning, answer = split_reasoning(turn.text)
+        turn.update(body=streaming_html(answer) if answer else thinking_html())
         turn.flushed_at = self._clock()
 
     def _close(self, turn: _Turn) -> None:
@@ -581,7 +587,8 @@ class ChatView:
             choice = " ".join(event.text.split())[:80]
             turn.update(action=f"chose {choice}", meta=meta, body="")
             return
-        turn.update(meta=meta, body=markdown_html(event.text))
+        turn.reasoning, answer = split_reasoning(event.text)
+        turn.update(meta=meta, body=markdown_html(answer))
 
     def _turn_for(self, sender: str) -> _Turn | None:
         turn = self._open.pop(sender, None)

@@ -3,8 +3,11 @@ real managed kernel: what a user with a flaky or sloppy endpoint experiences."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+
+import ipywidgets as widgets
 
 from agentnb import ManagedKernel
 from agentnb.chat import RunResult
@@ -12,7 +15,9 @@ from agentnb.events import Event, ModelCalled, Notice, TokenDelta
 from agentnb.models.openai_compat import OpenAIModel
 from agentnb.models.server import Hang, Reply, ScriptedServer, Status
 from agentnb.run import arun
+from agentnb.ui.view import ChatView
 
+from ..ui.conftest import walk
 from .conftest import SleepRecorder
 
 STEP = "Sum them.\n\n```python\nprint(sum([1, 2, 3]))\n```"
@@ -199,3 +204,37 @@ async def test_max_tokens_is_an_option_of_the_run(
     )
     assert result.ok, result.stop_reason
     assert [body["max_tokens"] for body in srv.requests] == [300, 300]
+
+
+async def test_a_reasoning_field_is_folded_never_run_and_never_resent(
+    server: Callable[..., ScriptedServer],
+    make_model: Callable[..., OpenAIModel],
+    shared_kernel: ManagedKernel,
+    tmp_path: Path,
+) -> None:
+    draft = "Maybe:\n```python\nimport os\nprint(os.listdir('/'))\n```\nNo, just sum them."
+    srv = server(
+        Reply(STEP, reasoning=draft),
+        Reply("APPROVE", reasoning="The step prints the sum; fine."),
+        Reply("The sum is 6.", reasoning="Step 1 printed 6."),
+        Reply("APPROVE"),
+    )
+    view = ChatView("Add up 1, 2 and 3.")
+    result = await arun(
+        "Add up 1, 2 and 3.",
+        model=make_model(srv),
+        kernel=shared_kernel,
+        transcript=tmp_path / "t.jsonl",
+        on_event=view.handle,
+    )
+    assert result.ok, result.stop_reason
+    assert [s.code for s in result.steps] == ["print(sum([1, 2, 3]))"]  # not the draft's
+    for body in srv.requests[1:]:  # what later calls sent: no reasoning of earlier ones
+        sent = json.dumps(body["messages"])
+        assert "os.listdir" not in sent
+        assert "Step 1 printed 6" not in sent
+        assert "<think>" not in sent
+    html = "".join(w.value for w in walk(view.widget) if isinstance(w, widgets.HTML))
+    assert html.count('<details class="agentnb-reasoning">') == 3  # folded, per turn
+    assert "No, just sum them." in html  # the user can open and read it
+    assert "&lt;think&gt;" not in html
