@@ -26,6 +26,7 @@ from .errors import ConfigError
 from .events import Event
 from .flags import DEFAULTS
 from .kernel import KernelConfig, ManagedKernel
+from .kernel.sandbox import network_from_env
 from .models import resolve_model
 from .models.base import ModelClient
 from .notebook import build_notebook, save_notebook
@@ -283,9 +284,6 @@ def _on_gateway(config: KernelConfig, gateway: str | None, token: str | None) ->
     return replace(config, gateway=url, gateway_token=token or config.gateway_token)
 
 
-_YES = ("1", "true", "yes", "on")
-
-
 def _sandboxed(
     config: KernelConfig,
     sandbox: bool | str | None,
@@ -298,7 +296,7 @@ def _sandboxed(
             raise ConfigError(f"sandbox={sandbox!r}: give 'on' or 'off' (or True/False)")
         sandbox = sandbox == "on"
     if network is None:
-        network = config.network or os.environ.get("AGENTNB_NETWORK", "").lower() in _YES
+        network = config.network or network_from_env()
     return replace(
         config,
         sandbox=config.sandbox if sandbox is None else sandbox,

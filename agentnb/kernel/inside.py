@@ -187,13 +187,15 @@ class _Tidy:
         # and setsid included
         self.whole_namespace = whole_namespace
 
-    def _processes(self) -> dict[int, str]:
+    def _processes(self, prune: Collection[int] = ()) -> dict[int, str]:
+        return _processes_of(None if self.whole_namespace else os.getpid(), prune)
+
+    def _new(self) -> dict[int, str]:
         # what runs under a process that was there before the step is that process's
         # business (a kernel this one started, and the children it makes meanwhile)
-        return _processes_of(None if self.whole_namespace else os.getpid(), self.running)
+        return self._processes(self.running)
 
     def before(self, *_: Any) -> None:
-        self.running = set()
         self.running = set(self._processes())
 
     def after(self, *_: Any) -> None:
@@ -203,7 +205,7 @@ class _Tidy:
             sys.stderr.flush()
 
     def _end_leftovers(self) -> str:
-        now = self._processes()
+        now = self._new()
         left = {pid: cmd for pid, cmd in now.items() if pid not in self.running}
         if not left:
             return ""
@@ -212,10 +214,10 @@ class _Tidy:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
             deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline and set(self._processes()) & set(left):
+            while time.monotonic() < deadline and set(self._new()) & set(left):
                 _reap()
                 time.sleep(0.02)
-            if not set(self._processes()) & set(left):
+            if not set(self._new()) & set(left):
                 break
         _reap()
         names = ", ".join(f"{cmd or '?'} (pid {pid})" for pid, cmd in sorted(left.items())[:5])

@@ -28,7 +28,7 @@ from .config import KernelConfig
 from .environment import scrubbed_environ
 from .gateway import GatewayBackend, remote_environ
 from .local import LocalBackend
-from .sandbox import SandboxSettings, default_memory_limit, sandbox_from_env
+from .sandbox import SandboxSettings, default_memory_limit, inside, sandbox_from_env
 from .transfer import decode_pull, encode_push, push_failure
 
 __all__ = ["ManagedKernel"]
@@ -133,11 +133,9 @@ class ManagedKernel:
         real = os.path.realpath(path)
         for folder in (self.config.cwd or os.getcwd(), *self.config.readable):
             folder = os.path.realpath(folder)
-            if real == folder:
-                return True
-            if real.startswith(folder.rstrip(os.sep) + os.sep):
+            if inside(real, folder):
                 below = os.path.relpath(real, folder).split(os.sep)
-                return not any(part.startswith(".") for part in below)
+                return not any(part.startswith(".") for part in below if part != ".")
         return False
 
     @property

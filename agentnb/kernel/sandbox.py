@@ -41,7 +41,9 @@ __all__ = [
     "SandboxUnavailable",
     "default_memory_limit",
     "find_bwrap",
+    "inside",
     "make_pids_cgroup",
+    "network_from_env",
     "remove_cgroup",
     "sandbox_from_env",
 ]
@@ -103,6 +105,11 @@ def sandbox_from_env() -> bool:
     if text in ("off", "0", "false", "no"):
         return False
     raise ConfigError(f"AGENTNB_SANDBOX={text!r}: give on or off")
+
+
+def network_from_env() -> bool:
+    """``$AGENTNB_NETWORK``: off unless it says on."""
+    return os.environ.get("AGENTNB_NETWORK", "").strip().lower() in ("on", "1", "true", "yes")
 
 
 def find_bwrap() -> Bwrap:
@@ -323,11 +330,11 @@ class SandboxPolicy:
         # one of them stays as it is, read-only
         writable = [path for path in ("/tmp", "/dev/shm", home) if path != workdir]
         for path in writable:
-            if not _inside(path, workdir):
+            if not inside(path, workdir):
                 args += ["--size", str(self.tmp_size), "--tmpfs", path]
         args += ["--ro-bind", workdir, workdir]
         for path in writable:
-            if _inside(path, workdir):
+            if inside(path, workdir):
                 args += ["--size", str(self.tmp_size), "--tmpfs", path]
         for path in _hidden(workdir, keep=(self.scratch, self.channels, self.cache)):
             args += _mask(path)
@@ -405,10 +412,10 @@ def _hidden(root: str, keep: Sequence[str]) -> Iterator[str]:
     kept = [os.path.realpath(path) for path in keep]
 
     def holds_kept(path: str) -> bool:
-        return any(_inside(k, path) for k in kept)
+        return any(inside(k, path) for k in kept)
 
     runtime = _jupyter_runtime_dir()
-    if runtime and runtime != root and _inside(runtime, root):
+    if runtime and runtime != root and inside(runtime, root):
         yield runtime
     scanned = 0
     todo = collections.deque([root])
@@ -423,7 +430,7 @@ def _hidden(root: str, keep: Sequence[str]) -> Iterator[str]:
             if entry.name.startswith(".") or entry.name.startswith(_OTHER_KERNELS):
                 if entry.is_symlink():
                     target = os.path.realpath(path)
-                    if _inside(target, root):
+                    if inside(target, root):
                         yield target
                 elif not holds_kept(path):
                     yield path
@@ -478,15 +485,16 @@ def _interpreter_paths(python: str) -> tuple[str, ...]:
     paths = sorted({os.path.realpath(p) for p in found if p and os.path.exists(p)}, key=len)
     outermost: list[str] = []
     for path in paths:
-        if any(_inside(path, o) for o in outermost) or path.startswith(_SYSTEM_PREFIXES):
+        if any(inside(path, o) for o in outermost) or path.startswith(_SYSTEM_PREFIXES):
             continue
-        if _inside(home, path) or any(_inside(hidden, path) for hidden in _NEVER_WHOLE):
+        if inside(home, path) or any(inside(hidden, path) for hidden in _NEVER_WHOLE):
             continue  # a search path of / or of the home would show everything
         outermost.append(path)
     return tuple(outermost)
 
 
-def _inside(path: str, folder: str) -> bool:
+def inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or below it (both already real paths)."""
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
