@@ -4,9 +4,19 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from ._sync import SyncBridge
-from .agents import ANALYST, CRITIC, Role
-from .approval import ApprovalRequest, Approver, AutoApprover, CallbackApprover, Decision
-from .chat import GroupChat, Guards, RunResult
+from .chat.approval import ApprovalRequest, Approver, AutoApprover, CallbackApprover, Decision
+from .chat.group import GroupChat, Guards, RunResult
+from .chat.messages import Execution, ExecutionStatus, Step
+from .chat.roles import ANALYST, CRITIC, Role
+from .chat.termination import (
+    CostBudget,
+    MaxTurns,
+    StopReason,
+    TerminationCondition,
+    TextMention,
+    TimeLimit,
+    TokenBudget,
+)
 from .errors import (
     AgentnbError,
     ConfigError,
@@ -16,18 +26,8 @@ from .errors import (
     ModelError,
 )
 from .kernel import KernelConfig, ManagedKernel
-from .messages import Execution, ExecutionStatus, Step
-from .outputs import OutputLimits
+from .kernel.outputs import OutputLimits
 from .run import arun, run
-from .termination import (
-    CostBudget,
-    MaxTurns,
-    StopReason,
-    TerminationCondition,
-    TextMention,
-    TimeLimit,
-    TokenBudget,
-)
 
 try:
     __version__ = version("agentnb")
@@ -37,13 +37,13 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 def load_ipython_extension(shell: Any) -> None:
     """``%load_ext agentnb``: the ``%%agents`` cell and ``%agents`` line magics."""
-    from .magics import load_ipython_extension as load
+    from .jupyter.magics import load_ipython_extension as load
 
     load(shell)
 
 
 def unload_ipython_extension(shell: Any) -> None:
-    from .magics import unload_ipython_extension as unload
+    from .jupyter.magics import unload_ipython_extension as unload
 
     unload(shell)
 

@@ -125,7 +125,7 @@ def _run(
     input_fn: Callable[[str], str] | None,
 ) -> int:
     from .run import run
-    from .terminal import TerminalApprover, TerminalView
+    from .ui.terminal import TerminalApprover, TerminalView
 
     approve = args.approve or ("each" if _interactive() else "never")
     view = TerminalView(err, quiet=args.quiet)
@@ -234,7 +234,7 @@ def _replay(
     err: Console,
     input_fn: Callable[[str], str] | None,
 ) -> int:
-    from .notebook import notebook_from_transcript, save_notebook
+    from .jupyter.notebook import notebook_from_transcript, save_notebook
 
     path = save_notebook(notebook_from_transcript(args.transcript), args.out).absolute()
     out.print(str(path), markup=False, highlight=False)

@@ -1,7 +1,7 @@
 """Failures of agentnb itself.
 
 Failures of agent-written code are not exceptions: they come back as data, an
-:class:`~agentnb.messages.Execution` whose status is ``error``, ``timeout``, ``died``
+:class:`~agentnb.chat.messages.Execution` whose status is ``error``, ``timeout``, ``died``
 or ``interrupted``. What is raised is one small tree, and every message says what
 failed and what to do about it::
 

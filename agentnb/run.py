@@ -1,7 +1,7 @@
 """``agentnb.run`` and ``agentnb.arun``: a whole analysis from Python, headless.
 
 They resolve the models, start a managed kernel (or use yours), load the data,
-run the group chat and return a :class:`~agentnb.chat.RunResult`. Configuration
+run the group chat and return a :class:`~agentnb.chat.group.RunResult`. Configuration
 mistakes raise :class:`~agentnb.errors.ConfigError` before anything starts;
 everything that happens later ends the run with a stop reason instead.
 """
@@ -17,23 +17,23 @@ from pathlib import Path
 from typing import Any
 
 from ._sync import SyncBridge
-from .agents import ANALYST, CRITIC, Role
-from .approval import ApprovalMode, Approver, check_mode
-from .chat import GroupChat, Guards, RunResult, check_task
-from .context import ContextLimits
-from .data import loader_code, variable_name
+from .chat.approval import ApprovalMode, Approver, check_mode
+from .chat.context import ContextLimits
+from .chat.events import Event
+from .chat.group import GroupChat, Guards, RunResult, check_task
+from .chat.roles import ANALYST, CRITIC, Role
+from .chat.speakers import SelectionState, SpeakerSelector
+from .chat.termination import CostBudget, MaxTurns, TerminationCondition, TimeLimit, TokenBudget
+from .chat.transcript import default_transcript_dir
+from .chat.usage import PriceTable
 from .errors import ConfigError
-from .events import Event
 from .flags import DEFAULTS
+from .jupyter.notebook import build_notebook, save_notebook
 from .kernel import KernelConfig, ManagedKernel
+from .kernel.data import loader_code, variable_name
 from .kernel.sandbox import network_from_env
 from .models import resolve_model
 from .models.base import ModelClient
-from .notebook import build_notebook, save_notebook
-from .speakers import SelectionState, SpeakerSelector
-from .termination import CostBudget, MaxTurns, TerminationCondition, TimeLimit, TokenBudget
-from .transcript import default_transcript_dir
-from .usage import PriceTable
 
 __all__ = ["DataSpec", "arun", "run"]
 
@@ -330,7 +330,7 @@ def run(task: str, **options: Any) -> RunResult:
         max_tokens: tokens a model's reply may have (default 8192); a reply cut by it
             is never used, and the model is asked for a shorter one.
         roles: the participants (default analyst and critic); add personas with
-            :meth:`Role.persona <agentnb.agents.Role.persona>`.
+            :meth:`Role.persona <agentnb.chat.roles.Role.persona>`.
         selector: ``workflow``, ``round_robin``, ``model`` or a function.
         vision: send plots to models that accept images.
         cache: reuse replies from the on-disk response cache.

@@ -201,7 +201,7 @@ class TimedKernel:
 
 async def run_agentnb(peer: Any, variant: str, csv: str, workdir: Path) -> dict[str, Any]:
     from agentnb import KernelConfig, ManagedKernel, arun
-    from agentnb.events import ExecutionFinished, RunFinished, RunStarted
+    from agentnb.chat.events import ExecutionFinished, RunFinished, RunStarted
     from agentnb.models import ScriptedModel
 
     model = ScriptedModel(agentnb_script(peer, csv), name="scripted")

@@ -197,8 +197,8 @@ def _reply_text(length: int) -> str:
 
 
 def _open_view(clock: _Clock, throttle: float = 0.1) -> Any:
-    from agentnb.events import AgentThinking
-    from agentnb.ui.view import ChatView
+    from agentnb.chat.events import AgentThinking
+    from agentnb.ui.widget import ChatView
 
     view = ChatView("bench", throttle=throttle, clock=clock)
     view.handle(AgentThinking(agent="analyst", phase="propose", step=1))
@@ -207,7 +207,7 @@ def _open_view(clock: _Clock, throttle: float = 0.1) -> Any:
 
 async def stream_costs(calls: int, flushes: int, lengths: Sequence[int]) -> dict[str, Any]:
     """Per ``handle(TokenDelta)``: buffered vs flushing, at several reply lengths."""
-    from agentnb.events import TokenDelta
+    from agentnb.chat.events import TokenDelta
 
     results: dict[str, Any] = {}
     for encode in (False, True):
@@ -260,9 +260,9 @@ def _us(ns: Sequence[int]) -> dict[str, float]:
 
 async def stream_realtime(deltas: int, seconds: float) -> dict[str, Any]:
     """``deltas`` TokenDeltas spread over ``seconds`` in real time: widget updates sent."""
-    from agentnb.events import AgentThinking, ModelCalled, TokenDelta
+    from agentnb.chat.events import AgentThinking, ModelCalled, TokenDelta
     from agentnb.models.base import Usage
-    from agentnb.ui.view import ChatView
+    from agentnb.ui.widget import ChatView
 
     out: dict[str, Any] = {}
     words = _reply_text(deltas * 6).split(" ")
@@ -339,7 +339,7 @@ async def record_run(steps: int, script: dict[str, list[str]]) -> tuple[list[Any
 
 def _step_of(events: Sequence[Any]) -> list[int]:
     """Per event, the step it belongs to (0 before the first, steps + 1 for the report)."""
-    from agentnb.events import ExecutionFinished
+    from agentnb.chat.events import ExecutionFinished
 
     step, out = 1, []
     started = False
@@ -355,7 +355,7 @@ def _step_of(events: Sequence[Any]) -> list[int]:
 
 def feed(events: Sequence[Any], reps: int) -> dict[str, Any]:
     """Feed the events to fresh ChatViews: time per event and per step, messages, memory."""
-    from agentnb.ui.view import ChatView
+    from agentnb.ui.widget import ChatView
 
     steps_of = _step_of(events)
     last_step = max(steps_of)
@@ -959,9 +959,9 @@ probe"""
 INSTRUMENT_CELL = """\
 import asyncio, functools, gc, json, sys, time
 import agentnb.kernel.managed as _bk
-import agentnb.magics as _bm
+import agentnb.jupyter.magics as _bm
 import agentnb.models.scripted as _bs
-import agentnb.session as _bss
+import agentnb.jupyter.session as _bss
 
 _bench_marks = globals().get("_bench_marks", [])
 _bench_gc = globals().get("_bench_gc", [])  # the collector's pauses: (generation, start, end)
@@ -998,8 +998,8 @@ _bench_targets = [
     (_bk.ManagedKernel, "push", "push"), (_bk.ManagedKernel, "execute", "execute"),
 ]
 # the chat's widget module only once it is imported: a first cell must still import it itself
-if "agentnb.ui.view" in sys.modules:
-    import agentnb.ui.view as _bv
+if "agentnb.ui.widget" in sys.modules:
+    import agentnb.ui.widget as _bv
 
     _bench_targets += [
         (_bv.ChatView, "__init__", "ChatView()"), (_bv.ChatView, "_new_card", "new card"),
@@ -1039,7 +1039,7 @@ _bench_gc.clear()"""
 #    extension loads: a first %%agents cell no longer pays for them.
 PREIMPORT_CELL = """\
 import agentnb.ui.render
-import agentnb.ui.view
+import agentnb.ui.widget
 
 agentnb.ui.render.markdown_html("```python\\nx = 1\\n```");"""
 # 2. and 3., switched on and off by _bench_flags (a cell that sets them runs before each run):
@@ -1053,8 +1053,8 @@ PROTOTYPE_CELL = """\
 import types
 
 import ipywidgets
-import agentnb.magics as _bm
-import agentnb.ui.view as _bv
+import agentnb.jupyter.magics as _bm
+import agentnb.ui.widget as _bv
 from ipywidgets.widgets.widget_string import HTMLStyle
 
 _bench_flags = globals().get("_bench_flags", {"early": False, "lean": False})
@@ -1302,7 +1302,7 @@ def first_render(browser: Any, frontend: str, base: Path, args: argparse.Namespa
 
 
 # For a run without the steps inserted as cells: the chat widget's share of the page's work.
-NO_INSERT_CELL = "import agentnb.ui.cells\n\nagentnb.ui.cells.anchor_cell_id = lambda: None"
+NO_INSERT_CELL = "import agentnb.jupyter.cells\n\nagentnb.ui.cells.anchor_cell_id = lambda: None"
 
 
 def long_run_browser(
@@ -1487,11 +1487,11 @@ import IPython, ipykernel.ipkernel, comm  # loaded in every kernel already
 t = time.perf_counter()
 import nbformat.v4
 t0 = time.perf_counter()
-import agentnb.magics
+import agentnb.jupyter.magics
 t1 = time.perf_counter()
-from agentnb.ui.view import ChatView
+from agentnb.ui.widget import ChatView
 t2 = time.perf_counter()
-import agentnb.run, agentnb.ui.cells, agentnb.models
+import agentnb.run, agentnb.jupyter.cells, agentnb.models
 t3 = time.perf_counter()
 view = ChatView("task")
 t4 = time.perf_counter()
@@ -1502,8 +1502,8 @@ markdown_html("warm **up**\\n\\n```python\\nx = 1\\n```")
 t6 = time.perf_counter()
 print(json.dumps({
     "load_ext: import nbformat.v4 (jsonschema and its format checkers)": t0 - t,
-    "load_ext: import agentnb.magics, the rest": t1 - t0,
-    "first cell: import agentnb.ui.view (ipywidgets, markdown-it, pygments)": t2 - t1,
+    "load_ext: import agentnb.jupyter.magics, the rest": t1 - t0,
+    "first cell: import agentnb.ui.widget (ipywidgets, markdown-it, pygments)": t2 - t1,
     "first cell: import agentnb.run, ui.cells, models": t3 - t2,
     "first cell: first ChatView()": t4 - t3,
     "second ChatView()": t5 - t4,

@@ -8,14 +8,20 @@ import json
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from agentnb import Execution, KernelConfig, ManagedKernel
+from agentnb.chat.events import AgentThinking, Event, ExecutionStarted
+from agentnb.chat.group import RunResult
+from agentnb.models.base import message_text
+from agentnb.models.scripted import ScriptedModel
 from agentnb.models.server import Fault, ScriptedServer
+from agentnb.run import arun
 
 # Kernels under test are small and quick: no preloaded libraries unless a test
 # asks for them, short limits so failure paths finish in seconds.
@@ -242,6 +248,76 @@ def text(execution: Execution) -> str:
 
 
 KERNEL_FIXTURES = {"shared_kernel", "make_kernel", "kernel"}
+
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass
+class Run:
+    result: RunResult
+    events: list[Event]
+    model: ScriptedModel
+    transcript: Path
+
+    def of(self, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    @property
+    def speakers(self) -> list[str]:
+        """Who spoke, in order, with ``run`` for each execution of a step."""
+        order = []
+        for e in self.events:
+            if isinstance(e, AgentThinking):
+                order.append(e.agent)
+            elif isinstance(e, ExecutionStarted) and e.step > 0:
+                order.append("run")
+        return order
+
+    def prompts(self, role: str) -> list[str]:
+        """The user-message text of every prompt ``role`` received."""
+        return [
+            "\n".join(message_text(m) for m in messages if m.role != "system")
+            for who, messages in self.model.prompts
+            if who == role
+        ]
+
+
+ChatRunner = Callable[..., Awaitable[Run]]
+
+
+@pytest.fixture
+def chat(shared_kernel: ManagedKernel, tmp_path: Path) -> ChatRunner:
+    """``await chat({"analyst": [...], "critic": [...]}, **arun_options)`` → :class:`Run`."""
+
+    async def go(
+        replies: Mapping[str, Sequence[str]] | None = None,
+        task: str = "Find out something about the numbers.",
+        **options: Any,
+    ) -> Run:
+        model = options.pop("model", None) or ScriptedModel(dict(replies or {}))
+        events: list[Event] = []
+        also = options.pop("on_event", None)
+
+        def observe(event: Event) -> None:
+            events.append(event)
+            if also is not None:
+                also(event)
+
+        transcript = (
+            options.pop("transcript", None) or tmp_path / f"run-{len(events)}-{id(events)}.jsonl"
+        )
+        result = await arun(
+            task,
+            model=model,
+            kernel=shared_kernel,
+            transcript=transcript,
+            on_event=observe,
+            **options,
+        )
+        return Run(result, events, model, transcript)
+
+    return go
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

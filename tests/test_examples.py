@@ -33,8 +33,8 @@ from nbformat import NotebookNode
 from papermill.exceptions import PapermillExecutionError
 
 from agentnb import demo
+from agentnb.jupyter.session import parse_line
 from agentnb.models.server import ScriptedServer
-from agentnb.session import parse_line
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_notebooks"
 QUICKSTART = "01_quickstart_offline.ipynb"

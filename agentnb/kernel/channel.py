@@ -14,9 +14,9 @@ from collections.abc import Coroutine, Mapping
 from importlib import resources
 from typing import Any, TypeVar
 
-from ..outputs import OutputCollector
 from .backend import KernelBackend, Message
 from .inside import COMM_TARGET
+from .outputs import OutputCollector
 
 __all__ = ["COMM_TARGET", "Channel", "KernelDied", "bootstrap_code"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..outputs import OutputLimits
+from .outputs import OutputLimits
 from .sandbox import DEFAULT_MAX_PROCESSES
 
 __all__ = ["KernelConfig", "check_gateway_url", "parse_size"]

@@ -19,15 +19,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
+from ..chat.messages import Execution, ExecutionStatus
 from ..errors import DataTransferError, KernelError, KernelStartError
-from ..messages import Execution, ExecutionStatus
-from ..outputs import OutputCollector
 from .backend import KernelBackend, Message
 from .channel import COMM_TARGET, Channel, KernelDied, bootstrap_code
 from .config import KernelConfig
 from .environment import scrubbed_environ
 from .gateway import GatewayBackend, remote_environ
 from .local import LocalBackend
+from .outputs import OutputCollector
 from .sandbox import SandboxSettings, default_memory_limit, inside, sandbox_from_env
 from .transfer import decode_pull, encode_push, push_failure
 

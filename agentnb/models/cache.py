@@ -109,8 +109,8 @@ class ReplayModel(ScriptedModel):
     """
 
     def __init__(self, transcript: str | Path) -> None:
-        from ..events import ModelCalled
-        from ..transcript import read_transcript
+        from ..chat.events import ModelCalled
+        from ..chat.transcript import read_transcript
 
         path = Path(transcript)
         replies: dict[str, list[str]] = {}

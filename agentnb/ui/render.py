@@ -35,11 +35,11 @@ from pygments import highlight
 from pygments.formatters.html import HtmlFormatter
 from pygments.lexers.python import PythonLexer
 
-from ..approval import ApprovalRequest, Decision
-from ..messages import Execution, FinalReport, Proposal, Review
+from ..chat.approval import ApprovalRequest, Decision
+from ..chat.messages import Execution, FinalReport, Proposal, Review
+from ..chat.termination import StopReason
+from ..kernel.outputs import strip_ansi
 from ..models.base import Usage
-from ..outputs import strip_ansi
-from ..termination import StopReason
 
 __all__ = [
     "State",

@@ -35,7 +35,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from ..outputs import strip_ansi
+from ..kernel.outputs import strip_ansi
 from .render import markdown_html, sanitize_html
 
 __all__ = ["safe_markdown", "safe_outputs"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agentnb.events import ExecutionStarted, MessagePosted
-from agentnb.messages import FinalReport, Proposal, Review
+from agentnb.chat.events import ExecutionStarted, MessagePosted
+from agentnb.chat.messages import FinalReport, Proposal, Review
 
 from .conftest import ChatRunner, step
 

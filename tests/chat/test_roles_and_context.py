@@ -8,15 +8,15 @@ import re
 import pandas as pd
 import pytest
 
-from agentnb.agents import ANALYST, CRITIC, Role
-from agentnb.context import data_block
-from agentnb.data import CELL_CHARS, NAME_CHARS, VALUE_CHARS
+from agentnb.chat.context import data_block
+from agentnb.chat.events import KernelReady, MessagePosted, Notice
+from agentnb.chat.messages import Review
+from agentnb.chat.roles import ANALYST, CRITIC, Role
+from agentnb.chat.speakers import SelectionState
 from agentnb.errors import ConfigError
-from agentnb.events import KernelReady, MessagePosted, Notice
-from agentnb.messages import Review
+from agentnb.kernel.data import CELL_CHARS, NAME_CHARS, VALUE_CHARS
 from agentnb.models.base import ChatMessage
 from agentnb.models.scripted import ScriptedModel
-from agentnb.speakers import SelectionState
 
 from .conftest import ChatRunner, longest_run, outside_data, step
 

@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 
 from agentnb import ManagedKernel
-from agentnb.agents import ANALYST, CRITIC
-from agentnb.chat import GroupChat, Guards
-from agentnb.events import AgentThinking, Event, ExecutionStarted, Notice, RunFinished
+from agentnb.chat.events import AgentThinking, Event, ExecutionStarted, Notice, RunFinished
+from agentnb.chat.group import GroupChat, Guards
+from agentnb.chat.roles import ANALYST, CRITIC
+from agentnb.chat.termination import TextMention
 from agentnb.models.scripted import ScriptedModel
-from agentnb.termination import TextMention
 
 from .conftest import ChatRunner, step
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agentnb.events import Event, ExecutionFinished, ModelCalled, Notice, RunFinished, to_record
+from agentnb.chat.events import (
+    Event,
+    ExecutionFinished,
+    ModelCalled,
+    Notice,
+    RunFinished,
+    to_record,
+)
+from agentnb.chat.transcript import read_transcript
 from agentnb.models.cache import CachedModel, ReplayModel
 from agentnb.models.scripted import ScriptedModel
-from agentnb.transcript import read_transcript
 
 from .conftest import ChatRunner, step
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from agentnb.approval import ApprovalRequest, CallbackApprover, Decision
-from agentnb.events import (
+from agentnb.chat.approval import ApprovalRequest, CallbackApprover, Decision
+from agentnb.chat.events import (
     ApprovalRequested,
     ExecutionFinished,
     MessagePosted,
     RunFinished,
     TokenDelta,
 )
-from agentnb.messages import Feedback, FinalReport, Proposal, Review
+from agentnb.chat.messages import Feedback, FinalReport, Proposal, Review
 
 from .conftest import ChatRunner, step
 

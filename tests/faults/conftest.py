@@ -31,8 +31,8 @@ _REPORT = """\
 import html as _html, re as _re
 import ipywidgets as _w
 from agentnb import magics as _m
-from agentnb.events import Notice as _Notice
-from agentnb.transcript import read_transcript as _read
+from agentnb.chat.events import Notice as _Notice
+from agentnb.chat.transcript import read_transcript as _read
 
 def _walk(w):
     yield w

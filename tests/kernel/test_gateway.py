@@ -34,12 +34,12 @@ import pytest
 import yaml
 
 from agentnb import ConfigError, KernelConfig, KernelStartError, ManagedKernel
+from agentnb.chat.events import ExecutionStarted
+from agentnb.chat.transcript import read_transcript
 from agentnb.cli import main
-from agentnb.events import ExecutionStarted
+from agentnb.jupyter.session import Agents, parse_line, resolve_settings
 from agentnb.kernel import GatewayBackend
 from agentnb.run import arun
-from agentnb.session import Agents, parse_line, resolve_settings
-from agentnb.transcript import read_transcript
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("kernel_gateway") is None,

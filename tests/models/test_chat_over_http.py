@@ -10,12 +10,12 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from agentnb import ManagedKernel
-from agentnb.chat import RunResult
-from agentnb.events import Event, ModelCalled, Notice, TokenDelta
+from agentnb.chat.events import Event, ModelCalled, Notice, TokenDelta
+from agentnb.chat.group import RunResult
 from agentnb.models.openai_compat import OpenAIModel
 from agentnb.models.server import Hang, Reply, ScriptedServer, Status
 from agentnb.run import arun
-from agentnb.ui.view import ChatView
+from agentnb.ui.widget import ChatView
 
 from ..ui.conftest import walk
 from .conftest import SleepRecorder

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agentnb.agents import load_prompt
-from agentnb.data import CELL_CHARS, NAME_CHARS
+from agentnb.chat.roles import load_prompt
+from agentnb.kernel.data import CELL_CHARS, NAME_CHARS
 
 from ..chat.conftest import longest_run, outside_data
 from ..conftest import Cell, script, step, value

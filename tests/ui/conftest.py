@@ -13,11 +13,11 @@ import ipywidgets as widgets
 import pytest
 
 from agentnb import ManagedKernel
-from agentnb.chat import RunResult
+from agentnb.chat.group import RunResult
 from agentnb.models.base import message_text
 from agentnb.models.scripted import ScriptedModel
 from agentnb.run import arun
-from agentnb.ui.view import ChatView
+from agentnb.ui.widget import ChatView
 
 from ..conftest import step as step  # the tests' own helper, shared
 

@@ -9,8 +9,8 @@ import re
 import pandas as pd
 import pytest
 
-from agentnb.approval import ApprovalRequest, Decision
-from agentnb.messages import Execution
+from agentnb.chat.approval import ApprovalRequest, Decision
+from agentnb.chat.messages import Execution
 from agentnb.models.base import Usage
 from agentnb.ui import render
 

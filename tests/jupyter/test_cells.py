@@ -24,7 +24,7 @@ import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import Session
 
-from agentnb.ui.cells import (
+from agentnb.jupyter.cells import (
     COMM_TARGET,
     DISCONNECTED,
     NO_ANSWER,
@@ -48,7 +48,7 @@ DISPLAY = {WIDGET_VIEW: {"model_id": "m1", "version_major": 2, "version_minor": 
 def setup(timeout: float) -> str:
     """The cell that makes the writer, as the magic does, with callbacks to look at."""
     return (
-        "from agentnb.ui.cells import CellWriter, anchor_cell_id, register_target\n"
+        "from agentnb.jupyter.cells import CellWriter, anchor_cell_id, register_target\n"
         "register_target()\n"
         "statuses, marked = [], []\n"
         "writer = CellWriter(run_id='run-1', anchor=anchor_cell_id(), "
@@ -564,7 +564,7 @@ async def test_pages_without_a_run_going_on_are_closed(frontend: Frontend, pages
 
 @kernel_tier
 async def test_the_anchor_is_the_running_cells_id(frontend: Frontend) -> None:
-    await frontend.execute("from agentnb.ui.cells import anchor_cell_id")
+    await frontend.execute("from agentnb.jupyter.cells import anchor_cell_id")
     msg_id = await frontend.execute("anchor_cell_id()", cell_id="abc123")
     result = await frontend.wait_for(
         lambda m: m["msg_type"] == "execute_result" and m["parent_header"]["msg_id"] == msg_id

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from agentnb.chat import RunResult
+from agentnb.chat.group import RunResult
+from agentnb.chat.messages import Execution, Step
+from agentnb.chat.termination import StopReason
 from agentnb.flags import HelpShown, UsageError
-from agentnb.magics import transform
-from agentnb.messages import Execution, Step
-from agentnb.session import Agents, _data_source, parse_line, resolve_settings, summarise
-from agentnb.termination import StopReason
+from agentnb.jupyter.magics import transform
+from agentnb.jupyter.session import Agents, _data_source, parse_line, resolve_settings, summarise
 
 
 @pytest.fixture(autouse=True)
@@ -73,12 +73,15 @@ def test_the_flags_are_the_clis() -> None:
 def test_the_transformer_rewrites_only_agents_cells_and_top_level_lines() -> None:
     cell = transform(["%%agents --data df\n", "Which 'region'?\n", "Plot it.\n"])
     assert cell == [
-        "await __import__('agentnb.magics').magics.run_cell("
+        "await __import__('agentnb.jupyter.magics').jupyter.magics.run_cell("
         "'--data df', \"Which 'region'?\\nPlot it.\\n\")\n"
     ]
     compile(cell[0], "<cell>", "exec", flags=0x2000)  # PyCF_ALLOW_TOP_LEVEL_AWAIT
     lines = transform(["x = 1\n", "%agents pull df\n", "    %agents status\n", "%agentsx\n"])
-    assert lines[1] == "await __import__('agentnb.magics').magics.run_line('pull df')\n"
+    assert (
+        lines[1]
+        == "await __import__('agentnb.jupyter.magics').jupyter.magics.run_line('pull df')\n"
+    )
     assert lines[0] == "x = 1\n"
     assert lines[2:] == ["    %agents status\n", "%agentsx\n"]
     assert transform(["%%agentsfoo\n", "x\n"]) == ["%%agentsfoo\n", "x\n"]
@@ -130,7 +133,7 @@ def test_the_history_of_an_analysis_is_short() -> None:
 
 
 def test_the_line_expands_variables_as_magics_do() -> None:
-    from agentnb.session import _expand
+    from agentnb.jupyter.session import _expand
 
     assert _expand("--model scripted:{path} --out $out", {"path": "a b/r.yaml", "out": "x"}) == (
         "--model scripted:a b/r.yaml --out x"

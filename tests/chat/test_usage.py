@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from agentnb.chat.usage import Ledger, PriceTable
 from agentnb.errors import ConfigError
 from agentnb.models.base import Usage
-from agentnb.usage import Ledger, PriceTable
 
 
 def test_a_dated_model_name_is_priced_by_its_family() -> None:

@@ -16,14 +16,14 @@ import pytest
 from nbclient import NotebookClient
 
 import agentnb
-from agentnb.approval import ApprovalRequest, CallbackApprover, Decision
-from agentnb.chat import Guards
+from agentnb.chat.approval import ApprovalRequest, CallbackApprover, Decision
+from agentnb.chat.events import ExecutionFinished, RunStarted
+from agentnb.chat.group import Guards
 from agentnb.errors import ConfigError
-from agentnb.events import ExecutionFinished, RunStarted
+from agentnb.jupyter.notebook import build_notebook, notebook_from_transcript, save_notebook
 from agentnb.models.scripted import ScriptedModel
-from agentnb.notebook import build_notebook, notebook_from_transcript, save_notebook
 
-from .conftest import ChatRunner, Run, step
+from ..conftest import ChatRunner, Run, step
 
 TASK = "Which region brings in the most revenue?"
 CSV = "region,units,unit_price\nnorth,3,2.5\nsouth,5,1.5\nnorth,2,2.5\n"

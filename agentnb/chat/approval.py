@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "ApprovalMode",

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .outputs import Output, render_for_model, truncate_middle
+from ..kernel.outputs import Output, render_for_model, truncate_middle
 
 __all__ = [
     "AgentMessage",

@@ -17,7 +17,7 @@ import pytest
 
 from agentnb.models.server import ScriptedServer
 
-from .conftest import Cell, outcome, script, text, usage_error, value
+from ..conftest import Cell, outcome, script, text, usage_error, value
 
 STEP = (
     "Totals per region.\n\n"

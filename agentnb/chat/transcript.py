@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .events import Event, from_record, to_record
 
 __all__ = ["TranscriptWriter", "default_transcript_dir", "read_transcript"]

@@ -24,15 +24,15 @@ import yaml
 from rich.console import Console
 
 import agentnb.models
-from agentnb.approval import ApprovalRequest, Decision
+from agentnb.chat.approval import ApprovalRequest, Decision
+from agentnb.chat.events import ExecutionFinished, ExecutionStarted, KernelReady, MessagePosted
+from agentnb.chat.messages import Execution, Feedback
+from agentnb.chat.transcript import read_transcript
 from agentnb.cli import main
-from agentnb.events import ExecutionFinished, ExecutionStarted, KernelReady, MessagePosted
-from agentnb.messages import Execution, Feedback
+from agentnb.kernel.outputs import strip_ansi
 from agentnb.models.base import message_text
 from agentnb.models.scripted import ScriptedModel
-from agentnb.outputs import strip_ansi
-from agentnb.terminal import TerminalApprover, TerminalView
-from agentnb.transcript import read_transcript
+from agentnb.ui.terminal import TerminalApprover, TerminalView
 
 TASK = "What is the total amount?"
 AGENTNB_RUN = [sys.executable, "-m", "agentnb", "run"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agentnb.messages import FinalReport
-from agentnb.termination import (
+from agentnb.chat.messages import FinalReport
+from agentnb.chat.termination import (
     CostBudget,
     MaxTurns,
     RunStats,

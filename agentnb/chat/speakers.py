@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from .agents import Role, load_prompt
+from ..errors import ConfigError
+from ..models.base import ChatMessage
 from .context import selector_prompt
-from .errors import ConfigError
-from .models.base import ChatMessage
+from .roles import Role, load_prompt
 
 __all__ = [
     "Ask",

@@ -26,9 +26,8 @@ from typing import Any, Literal
 
 import ipywidgets as widgets
 
-from ..approval import ApprovalRequest, Decision
-from ..errors import AgentnbError
-from ..events import (
+from ..chat.approval import ApprovalRequest, Decision
+from ..chat.events import (
     AgentThinking,
     ApprovalDecided,
     ApprovalRequested,
@@ -44,9 +43,10 @@ from ..events import (
     RunStarted,
     TokenDelta,
 )
-from ..messages import Execution, Feedback, FinalReport, Proposal, Review, StepResult
+from ..chat.messages import Execution, Feedback, FinalReport, Proposal, Review, StepResult
+from ..chat.protocol import split_reasoning
+from ..errors import AgentnbError
 from ..models.base import Usage
-from ..protocol import split_reasoning
 from .render import (
     State,
     agent_classes,

@@ -21,7 +21,7 @@ Decisions worth knowing:
 
 - Code cells are numbered 1, 2, … in order, and ``execute_result`` outputs carry
   the same number, so the notebook looks freshly run.
-- Data pushed from the user's session (names in :class:`~agentnb.events.DataReady`
+- Data pushed from the user's session (names in :class:`~agentnb.chat.events.DataReady`
   that the loading code does not assign) has no code in the run that recreates it.
   ``data_sources`` maps such a name to code that does: an expression
   (``"pd.read_csv('sales.csv')"``, written as ``sales = pd.read_csv(...)``) or
@@ -73,8 +73,7 @@ from typing import Any
 
 import nbformat
 
-from .errors import ConfigError
-from .events import (
+from ..chat.events import (
     DataReady,
     Event,
     ExecutionFinished,
@@ -84,12 +83,13 @@ from .events import (
     RunFinished,
     RunStarted,
 )
-from .messages import Execution, FinalReport, Proposal, Review, StepResult
-from .models.base import Usage
-from .outputs import Output, strip_ansi
-from .termination import StopReason
-from .transcript import read_transcript
-from .ui.untrusted import safe_markdown, safe_outputs
+from ..chat.messages import Execution, FinalReport, Proposal, Review, StepResult
+from ..chat.termination import StopReason
+from ..chat.transcript import read_transcript
+from ..errors import ConfigError
+from ..kernel.outputs import Output, strip_ansi
+from ..models.base import Usage
+from ..ui.untrusted import safe_markdown, safe_outputs
 
 __all__ = ["build_notebook", "notebook_from_transcript", "save_notebook"]
 
@@ -268,7 +268,7 @@ def build_notebook(
     Raises:
         ConfigError: a data source is not valid Python.
     """
-    from . import __version__
+    from .. import __version__
 
     run = _gather(events)
     cells = _Cells(run.run_id)

@@ -6,7 +6,7 @@ final report). On a real terminal a spinner line shows the agent thinking and th
 tokens streamed so far; elsewhere (a pipe, a log file) whole replies are printed
 once they are complete, never token by token.
 
-:class:`TerminalApprover` is an :class:`~agentnb.approval.Approver`: it shows the
+:class:`TerminalApprover` is an :class:`~agentnb.chat.approval.Approver`: it shows the
 step (or final report) to decide on and asks ``[a]pprove / [e]dit / [r]eject /
 [s]top``. Lines are read in a thread, so the run's event loop never blocks on the
 keyboard.
@@ -34,8 +34,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from .approval import ApprovalRequest, Decision
-from .events import (
+from ..chat.approval import ApprovalRequest, Decision
+from ..chat.events import (
     AgentThinking,
     ApprovalDecided,
     DataReady,
@@ -50,9 +50,9 @@ from .events import (
     RunStarted,
     TokenDelta,
 )
-from .messages import Execution, Feedback, FinalReport, Proposal, Review
-from .models.base import Usage
-from .outputs import png_size, render_for_model, truncate_middle
+from ..chat.messages import Execution, Feedback, FinalReport, Proposal, Review
+from ..kernel.outputs import png_size, render_for_model, truncate_middle
+from ..models.base import Usage
 
 __all__ = ["TerminalApprover", "TerminalView"]
 

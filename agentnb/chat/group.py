@@ -9,8 +9,8 @@ The phases are fixed, so the critic always sees a step before it runs::
        ▲  └─ final report ─► review ─► approve ─► done
        └──────── REVISE / rejected / result ─┘
 
-A :mod:`speaker selector <agentnb.speakers>` decides who speaks within a phase.
-Everything that happens is an :mod:`event <agentnb.events>`, written to the
+A :mod:`speaker selector <agentnb.chat.speakers>` decides who speaks within a phase.
+Everything that happens is an :mod:`event <agentnb.chat.events>`, written to the
 transcript first and then handed to the observers.
 """
 
@@ -25,7 +25,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from .agents import Role, load_prompt
+from ..errors import AgentnbError, ConfigError, KernelError, ModelError
+from ..kernel.data import summary_code
+from ..models.base import (
+    ChatMessage,
+    ModelClient,
+    ModelReply,
+    Usage,
+    estimate_tokens,
+    message_text,
+)
 from .approval import (
     ApprovalMode,
     ApprovalRequest,
@@ -35,8 +44,6 @@ from .approval import (
     needs_approval,
 )
 from .context import Brief, ContextLimits, author_prompt, review_prompt
-from .data import summary_code
-from .errors import AgentnbError, ConfigError, KernelError, ModelError
 from .events import (
     AgentThinking,
     ApprovalDecided,
@@ -64,15 +71,8 @@ from .messages import (
     Step,
     StepResult,
 )
-from .models.base import (
-    ChatMessage,
-    ModelClient,
-    ModelReply,
-    Usage,
-    estimate_tokens,
-    message_text,
-)
 from .protocol import AuthorReply, ProtocolViolation, parse_author, parse_review, split_reasoning
+from .roles import Role, load_prompt
 from .speakers import SelectionState, SelectPhase, SpeakerSelector, make_selector
 from .termination import RunStats, StopReason, TerminationCondition
 from .transcript import TranscriptWriter
@@ -175,7 +175,7 @@ class GroupChat:
         roles: the participants; at least one author. Built-ins: ``ANALYST``, ``CRITIC``.
         models: a model client per role name (``selector`` for a model selector).
         executor: where steps run, usually a started ``ManagedKernel``.
-        approve: ``each``, ``final`` or ``never`` (see :mod:`agentnb.approval`).
+        approve: ``each``, ``final`` or ``never`` (see :mod:`agentnb.chat.approval`).
         approver: asked when ``approve`` requires; default approves everything.
         selector: ``workflow``, ``round_robin``, ``model`` or a function.
         termination: extra stop conditions (``MaxTurns(30) | TokenBudget(...)``).

@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..models.base import Usage
 from .approval import ApprovalRequest, Decision
 from .messages import (
     AgentMessage,
@@ -27,7 +28,6 @@ from .messages import (
     Review,
     StepResult,
 )
-from .models.base import Usage
 from .termination import StopReason
 
 __all__ = [

@@ -50,7 +50,7 @@ from typing import Any, Literal, Protocol
 from comm import create_comm
 from comm.base_comm import BaseComm
 
-from .untrusted import safe_outputs
+from ..ui.untrusted import safe_outputs
 
 __all__ = [
     "COMM_TARGET",

@@ -17,10 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .models.base import ModelClient
+    from ..models.base import ModelClient
 
 __all__ = ["ANALYST", "CRITIC", "Role", "RoleKind", "load_prompt"]
 

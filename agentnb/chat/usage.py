@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
-from .models.base import Usage
+from ..errors import ConfigError
+from ..models.base import Usage
 
 __all__ = ["DEFAULT_PRICES", "Ledger", "PriceTable"]
 

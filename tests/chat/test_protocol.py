@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentnb.protocol import ProtocolViolation, parse_author, parse_review, split_reasoning
+from agentnb.chat.protocol import ProtocolViolation, parse_author, parse_review, split_reasoning
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from agentnb.approval import ApprovalRequest, Decision
-from agentnb.events import (
+from agentnb.chat.approval import ApprovalRequest, Decision
+from agentnb.chat.events import (
     AgentThinking,
     ApprovalDecided,
     ApprovalRequested,
@@ -23,9 +23,9 @@ from agentnb.events import (
     from_record,
     to_record,
 )
-from agentnb.messages import Execution, Feedback, Proposal, Review, StepResult
+from agentnb.chat.messages import Execution, Feedback, Proposal, Review, StepResult
+from agentnb.chat.termination import StopReason
 from agentnb.models.base import Usage
-from agentnb.termination import StopReason
 
 EXECUTION = Execution(
     code="df.plot()",

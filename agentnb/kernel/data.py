@@ -11,7 +11,7 @@ import keyword
 import re
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "CELL_CHARS",

@@ -14,9 +14,8 @@ import ipywidgets as widgets
 import pandas as pd
 import pytest
 
-from agentnb.approval import ApprovalRequest, Decision
-from agentnb.errors import ConfigError
-from agentnb.events import (
+from agentnb.chat.approval import ApprovalRequest, Decision
+from agentnb.chat.events import (
     AgentThinking,
     ApprovalDecided,
     ApprovalRequested,
@@ -31,11 +30,12 @@ from agentnb.events import (
     RunStarted,
     TokenDelta,
 )
-from agentnb.messages import Execution, FinalReport, Proposal, Review, StepResult
+from agentnb.chat.messages import Execution, FinalReport, Proposal, Review, StepResult
+from agentnb.chat.termination import StopReason
+from agentnb.errors import ConfigError
 from agentnb.models.base import Usage
 from agentnb.models.scripted import ScriptedModel
-from agentnb.termination import StopReason
-from agentnb.ui.view import ChatView
+from agentnb.ui.widget import ChatView
 
 from .conftest import (
     Start,

@@ -34,26 +34,26 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Bool, Enum, Float, Int, Unicode
 from traitlets.config import Configurable
 
-from .approval import ApprovalRequest, Decision
-from .chat import RunResult
-from .errors import AgentnbError, ConfigError
-from .events import (
+from ..chat.approval import ApprovalRequest, Decision
+from ..chat.events import (
     Event,
     ExecutionFinished,
     MessagePosted,
     RunFinished,
     RunStarted,
 )
-from .flags import DEFAULTS, FlagParser, UsageError, add_run_flags, split_names
-from .kernel import KernelConfig, ManagedKernel
-from .kernel.config import check_gateway_url, parse_size
-from .messages import Proposal
+from ..chat.group import RunResult
+from ..chat.messages import Proposal
+from ..errors import AgentnbError, ConfigError
+from ..flags import DEFAULTS, FlagParser, UsageError, add_run_flags, split_names
+from ..kernel import KernelConfig, ManagedKernel
+from ..kernel.config import check_gateway_url, parse_size
+from ..ui.untrusted import safe_markdown
 from .notebook import build_notebook, join_notebooks, save_notebook
-from .ui.untrusted import safe_markdown
 
 if TYPE_CHECKING:
-    from .ui.cells import CellWriter
-    from .ui.view import ChatView
+    from ..ui.widget import ChatView
+    from .cells import CellWriter
 
 __all__ = ["Agents", "Analysis", "Session", "Settings"]
 
@@ -382,7 +382,7 @@ class Session:
     def prepare(self, line: str, body: str) -> Analysis:
         """Check the cell and build its analysis (nothing runs yet). Every mistake the
         user can fix raises :class:`UsageError` here, before the widget appears."""
-        from .ui.view import ChatView
+        from ..ui.widget import ChatView
 
         args = parse_line(_expand(line, self.shell.user_ns))
         task = body.strip()
@@ -413,7 +413,7 @@ class Session:
                 raise UsageError(f"--data {name}: no variable of that name in your namespace{hint}")
         out = None
         if args.out:
-            from .run import _check_out
+            from ..run import _check_out
 
             out = _check_out(args.out)
         analysis = Analysis(
@@ -437,7 +437,7 @@ class Session:
     async def check(self, analysis: Analysis) -> None:
         """Fail before anything shows when a model cannot be used at all (no model
         named, no API key): a :class:`ConfigError` saying what to set."""
-        from .models import resolve_model
+        from ..models import resolve_model
 
         settings = analysis.settings
         specs = {settings[role] or settings["model"] for role in ("analyst_model", "critic_model")}
@@ -447,8 +447,8 @@ class Session:
 
     async def start(self, analysis: Analysis) -> None:
         """Run the analysis as a task on this loop; returns once it is under way."""
-        from .run import arun
-        from .ui.cells import CellWriter, anchor_cell_id
+        from ..run import arun
+        from .cells import CellWriter, anchor_cell_id
 
         settings = analysis.settings
         gateway = settings["gateway"]
@@ -675,7 +675,7 @@ class Session:
 
     def save(self, path: str | Path | None = None) -> Path:
         """Save the session's analyses as one notebook that re-runs from the top."""
-        from .run import _check_out
+        from ..run import _check_out
 
         done = [a for a in self.analyses if a.events]
         if not done:

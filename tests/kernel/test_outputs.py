@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentnb.outputs import (
+from agentnb.kernel.outputs import (
     OutputCollector,
     OutputLimits,
     render_for_model,

@@ -18,10 +18,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .agents import Role
+from ..kernel.outputs import truncate_middle
+from ..models.base import ChatMessage, ContentPart
 from .messages import Step
-from .models.base import ChatMessage, ContentPart
-from .outputs import truncate_middle
+from .roles import Role
 
 __all__ = [
     "Brief",
