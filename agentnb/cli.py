@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -26,7 +25,8 @@ from rich.text import Text
 
 from . import demo
 from .errors import AgentnbError
-from .flags import DEFAULTS, FlagParser, HelpShown, UsageError, add_run_flags, split_names
+from .flags import FlagParser, HelpShown, UsageError, add_run_flags, given, split_names
+from .options import Resolved, RunOptions
 
 __all__ = ["main"]
 
@@ -57,11 +57,6 @@ def _parser() -> FlagParser:
     )
     run.add_argument("task", metavar="TASK", help="what to find out, in words (quote it)")
     add_run_flags(run, notebook=False)
-    run.add_argument(
-        "--transcript",
-        metavar="PATH",
-        help="write the JSONL transcript here (default: .agentnb/runs/)",
-    )
     run.add_argument(
         "-q",
         "--quiet",
@@ -124,37 +119,33 @@ def _run(
     err: Console,
     input_fn: Callable[[str], str] | None,
 ) -> int:
-    from .run import run
+    defaults = {"approve": "each" if _interactive() else "never"}
+    resolved = RunOptions.resolve(given(args), defaults=defaults)
+    return _analyse(args.task, split_names(args.data), resolved, args.quiet, out, err, input_fn)
+
+
+def _analyse(
+    task: str,
+    data: list[str],
+    resolved: Resolved,
+    quiet: bool,
+    out: Console,
+    err: Console,
+    input_fn: Callable[[str], str] | None,
+) -> int:
+    from ._sync import SyncBridge
+    from .run import run_with
     from .ui.terminal import TerminalApprover, TerminalView
 
-    approve = args.approve or ("each" if _interactive() else "never")
-    view = TerminalView(err, quiet=args.quiet)
-    options: dict[str, Any] = {
-        "data": split_names(args.data) or None,
-        "model": args.model,
-        "analyst_model": args.analyst_model,
-        "critic_model": args.critic_model,
-        "approve": approve,
-        "max_turns": args.max_turns or DEFAULTS["max_turns"],
-        "step_timeout": args.step_timeout or DEFAULTS["step_timeout"],
-        "model_timeout": args.model_timeout,
-        "max_tokens": args.max_tokens,
-        "budget_tokens": args.budget_tokens,
-        "time_limit": args.time_limit,
-        "vision": bool(args.vision),
-        "cache": args.cache,
-        "transcript": args.transcript,
-        "out": args.out,
-        "base_url": args.base_url,
-        "gateway": args.gateway,
-        "sandbox": args.sandbox,
-        "network": args.network,
-        "on_event": view,
-    }
-    if approve != "never":
-        options["approver"] = TerminalApprover(err, input_fn=input_fn)
+    view = TerminalView(err, quiet=quiet)
+    approver = None
+    if resolved.options.approve != "never":
+        approver = TerminalApprover(err, input_fn=input_fn)
+    bridge = SyncBridge()
     try:
-        result = run(args.task, **options)
+        result = bridge.run(
+            run_with(task, resolved, data=data or None, approver=approver, on_event=view)
+        )
     except KeyboardInterrupt:
         view.close()
         if view.finished is None:
@@ -162,7 +153,8 @@ def _run(
         return EXIT_INTERRUPTED
     finally:
         view.close()
-    if not args.quiet and result.transcript_path is not None:
+        bridge.close()
+    if not quiet and result.transcript_path is not None:
         err.print(Text(f"transcript: {result.transcript_path}", style="dim"))
     if result.notebook is not None:
         err.print(Text(f"notebook: {result.notebook}", style="bold"))
@@ -200,30 +192,12 @@ def _demo(
     )
     # paced like a model on a terminal; at full speed for pipes and tests
     model = ScriptedModel(script, chunk_delay=0.004 if err.is_terminal else 0.0)
-    run_args = argparse.Namespace(
-        task=DEMO_TASK,
-        data=[str(demo.SALES)],
-        model=model,
-        analyst_model=None,
-        critic_model=None,
-        approve=args.approve,
-        max_turns=30,
-        step_timeout=120.0,
-        model_timeout=None,
-        max_tokens=None,
-        budget_tokens=None,
-        time_limit=None,
-        vision=False,
-        cache=None,
-        transcript=None,
-        out=args.out,
-        base_url=None,
-        gateway=None,
-        sandbox=None,
-        network=None,
-        quiet=args.quiet,
+    resolved = RunOptions.resolve(
+        # the demo's own settings; the environment still chooses the sandbox
+        {"model": model, "approve": args.approve, "max_turns": 30, "out": args.out},
+        given_as="demo",
     )
-    status = _run(run_args, out, err, input_fn)
+    status = _analyse(DEMO_TASK, [str(demo.SALES)], resolved, args.quiet, out, err, input_fn)
     err.print(Text(_REAL_MODEL_HINT.format(script=script), style="dim"))
     return status
 

@@ -8,15 +8,14 @@ instead of exiting: a mistyped flag in a notebook cell must not end the kernel.
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from .errors import ConfigError
 from .kernel.config import check_gateway_url
+from .options import specs
 
-__all__ = ["DEFAULTS", "FlagParser", "HelpShown", "UsageError", "add_run_flags", "split_names"]
-
-DEFAULTS = {"max_turns": 30, "step_timeout": 120.0, "model_timeout": 60.0}
-"""Built-in values of the flags whose default is not None."""
+__all__ = ["FlagParser", "HelpShown", "UsageError", "add_run_flags", "given", "split_names"]
 
 
 class UsageError(ConfigError):
@@ -60,11 +59,30 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def _gateway_url(text: str) -> str:
     try:
         return check_gateway_url(text)
     except ConfigError as err:
         raise argparse.ArgumentTypeError(str(err).removeprefix(f"--gateway {text}: ")) from None
+
+
+_TYPES: dict[str, Callable[[str], Any]] = {
+    "count": _positive_int,
+    "count0": _whole_number,
+    "seconds": _positive_float,
+    "money": _positive_float,
+    "url": _gateway_url,
+}
 
 
 def split_names(values: list[str] | None) -> list[str]:
@@ -73,8 +91,9 @@ def split_names(values: list[str] | None) -> list[str]:
 
 
 def add_run_flags(parser: argparse.ArgumentParser, *, notebook: bool) -> None:
-    """Add the flags of a run. Values left out are None, so that configuration
-    and the environment can fill them in (see :data:`DEFAULTS`)."""
+    """Add the flags of a run, one per option of :class:`~agentnb.options.RunOptions`
+    that has one here. Values left out are None, so that configuration and the
+    environment can fill them in."""
     if notebook:
         parser.add_argument(
             "--data",
@@ -89,95 +108,27 @@ def add_run_flags(parser: argparse.ArgumentParser, *, notebook: bool) -> None:
             action="append",
             help="a data file loaded as a DataFrame named after it (repeatable; or FILE,FILE)",
         )
-    parser.add_argument(
-        "--model",
-        metavar="NAME",
-        help="the model of every agent: a name for the OpenAI-compatible endpoint, "
-        "scripted:PATH or replay:TRANSCRIPT (default: $AGENTNB_MODEL)",
-    )
-    parser.add_argument("--analyst-model", metavar="NAME", help="the analyst's model")
-    parser.add_argument("--critic-model", metavar="NAME", help="the critic's model")
-    parser.add_argument(
-        "--approve",
-        choices=("each", "final", "never"),
-        help="ask before each step and the final report (each), only the final report "
-        "(final), or never"
-        + ("; default: each" if notebook else "; default: each on a terminal, else never"),
-    )
-    parser.add_argument(
-        "--max-turns",
-        metavar="N",
-        type=_positive_int,
-        help=f"stop after N agent replies and executions (default: {DEFAULTS['max_turns']})",
-    )
-    parser.add_argument(
-        "--step-timeout",
-        metavar="SECONDS",
-        type=_positive_float,
-        help=f"interrupt a step that runs longer (default: {DEFAULTS['step_timeout']:g})",
-    )
-    parser.add_argument(
-        "--model-timeout",
-        metavar="SECONDS",
-        type=_positive_float,
-        help="give up on a model call that sends nothing for this long, after retries "
-        f"(default: {DEFAULTS['model_timeout']:g})",
-    )
-    parser.add_argument(
-        "--budget-tokens",
-        metavar="N",
-        type=_positive_int,
-        help="stop before the agents use more than N tokens",
-    )
-    parser.add_argument(
-        "--time-limit", metavar="SECONDS", type=_positive_float, help="stop after this long"
-    )
-    parser.add_argument(
-        "--max-tokens",
-        metavar="N",
-        type=_positive_int,
-        help="tokens a model's reply may have (default 8192); a reply cut by it is never run",
-    )
-    parser.add_argument(
-        "--vision",
-        action="store_true",
-        default=None,
-        help="send plots to models that accept images",
-    )
-    parser.add_argument(
-        "--cache",
-        metavar="DIR",
-        nargs="?",
-        const=True,
-        default=None,
-        help="reuse model replies from the on-disk response cache (optionally in DIR)",
-    )
-    parser.add_argument(
-        "--out",
-        metavar="PATH.ipynb",
-        help="save the analysis as a notebook that re-runs from top to bottom",
-    )
-    parser.add_argument(
-        "--base-url",
-        metavar="URL",
-        help="the OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)",
-    )
-    parser.add_argument(
-        "--sandbox",
-        choices=("on", "off"),
-        help="run the agents' code in a bubblewrap sandbox: no secrets, no home, no network, "
-        "the working folder read-only (default: on; off runs it as you, with your files)",
-    )
-    parser.add_argument(
-        "--network",
-        action="store_true",
-        default=None,
-        help="let the sandboxed code open outbound network connections (default: no network)",
-    )
-    parser.add_argument(
-        "--gateway",
-        metavar="URL",
-        type=_gateway_url,
-        help="run the managed kernel on this Jupyter Kernel Gateway or Enterprise Gateway "
-        "(default: $AGENTNB_GATEWAY; token: $AGENTNB_GATEWAY_TOKEN)",
-    )
+    here = "notebook" if notebook else "cli"
+    for name, (spec, _) in specs().items():
+        if spec.flag not in ("both", here):
+            continue
+        flag = spec.flag_name(name)
+        help = spec.help + (f" (or $AGENTNB_{name.upper()})" if spec.env else "")
+        if spec.kind == "switch":
+            parser.add_argument(flag, action="store_true", default=None, help=help)
+        elif spec.kind == "cache":
+            parser.add_argument(
+                flag, metavar=spec.metavar, nargs="?", const=True, default=None, help=help
+            )
+        elif spec.kind in ("choice", "on_off"):
+            parser.add_argument(flag, choices=spec.choices or ("on", "off"), help=help)
+        else:
+            parser.add_argument(
+                flag, metavar=spec.metavar, type=_TYPES.get(spec.kind, str), help=help
+            )
+
+
+def given(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a command line set (the others are left to configuration)."""
+    names = specs()
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}

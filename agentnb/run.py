@@ -27,15 +27,15 @@ from .chat.termination import CostBudget, MaxTurns, TerminationCondition, TimeLi
 from .chat.transcript import default_transcript_dir
 from .chat.usage import PriceTable
 from .errors import ConfigError
-from .flags import DEFAULTS
+from .flags import UsageError
 from .jupyter.notebook import build_notebook, save_notebook
 from .kernel import KernelConfig, ManagedKernel
 from .kernel.data import loader_code, variable_name
-from .kernel.sandbox import network_from_env
 from .models import resolve_model
 from .models.base import ModelClient
+from .options import Resolved, RunOptions, specs
 
-__all__ = ["DataSpec", "arun", "run"]
+__all__ = ["DataSpec", "arun", "kernel_config_for", "run", "run_with"]
 
 DataSpec = str | os.PathLike[str] | Mapping[str, Any] | Sequence[str | os.PathLike[str]]
 """Files to load (paths) and/or a mapping of names to objects (DataFrames) to push."""
@@ -68,24 +68,17 @@ def _split_data(data: DataSpec | None) -> tuple[dict[str, Path], dict[str, Any]]
 
 
 def _conditions(
-    max_turns: int | None,
-    budget_tokens: int | None,
-    budget_cost: float | None,
-    time_limit: float | None,
-    extra: TerminationCondition | None,
+    options: RunOptions, extra: TerminationCondition | None
 ) -> TerminationCondition | None:
     parts: list[TerminationCondition] = []
-    for value, flag in ((max_turns, "--max-turns"), (budget_tokens, "--budget-tokens")):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{flag} must be a positive whole number, not {value!r}")
-    if max_turns is not None:
-        parts.append(MaxTurns(max_turns))
-    if budget_tokens is not None:
-        parts.append(TokenBudget(budget_tokens))
-    if budget_cost is not None:
-        parts.append(CostBudget(budget_cost))
-    if time_limit is not None:
-        parts.append(TimeLimit(time_limit))
+    if options.max_turns is not None:
+        parts.append(MaxTurns(options.max_turns))
+    if options.budget_tokens is not None:
+        parts.append(TokenBudget(options.budget_tokens))
+    if options.budget_cost is not None:
+        parts.append(CostBudget(options.budget_cost))
+    if options.time_limit is not None:
+        parts.append(TimeLimit(options.time_limit))
     if extra is not None:
         parts.append(extra)
     if not parts:
@@ -112,6 +105,17 @@ def _check_out(out: str | Path, what: str = "--out") -> Path:
     return path
 
 
+class _Default:
+    """``max_turns``'s default in :func:`arun`: not set, so ``$AGENTNB_MAX_TURNS``
+    and then 30 apply (an explicit None means no limit)."""
+
+    def __repr__(self) -> str:
+        return "30"
+
+
+_DEFAULT: Any = _Default()
+
+
 async def arun(
     task: str,
     *,
@@ -119,11 +123,13 @@ async def arun(
     model: str | ModelClient | None = None,
     analyst_model: str | ModelClient | None = None,
     critic_model: str | ModelClient | None = None,
-    approve: ApprovalMode = "never",
+    approve: ApprovalMode | None = None,
     approver: Approver | None = None,
-    max_turns: int | None = 30,
+    max_turns: int | None = _DEFAULT,
     step_timeout: float | None = None,
     model_timeout: float | None = None,
+    retries: int | None = None,
+    retry_backoff: float | None = None,
     max_tokens: int | None = None,
     budget_tokens: int | None = None,
     budget_cost: float | None = None,
@@ -134,7 +140,7 @@ async def arun(
     termination: TerminationCondition | None = None,
     guards: Guards | None = None,
     limits: ContextLimits | None = None,
-    vision: bool = False,
+    vision: bool | None = None,
     cache: bool | str | Path | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
@@ -146,6 +152,7 @@ async def arun(
     gateway_token: str | None = None,
     sandbox: bool | str | None = None,
     network: bool | None = None,
+    memory_limit: int | str | None = None,
     history: str = "",
     data_names: Sequence[str] = (),
     out: str | Path | None = None,
@@ -154,26 +161,114 @@ async def arun(
     stop: asyncio.Event | None = None,
 ) -> RunResult:
     """Run an analysis to its end. See :func:`run` for the arguments."""
+    given = {
+        name: value
+        for name, value in locals().items()
+        if name in specs() and value is not None and value is not _DEFAULT
+    }
+    if max_turns is None:  # said so: no limit
+        given["max_turns"] = None
+    for name in ("out", "transcript", "cache"):
+        if isinstance(given.get(name), os.PathLike):
+            given[name] = os.fspath(given[name])
+    try:
+        resolved = RunOptions.resolve(given, defaults={"approve": "never"}, given_as="argument")
+    except UsageError as err:  # as a ConfigError, in the words of the keyword
+        raise ConfigError(str(err).replace("(from argument)", "").strip()) from None
+    return await run_with(
+        task,
+        resolved,
+        data=data,
+        approver=approver,
+        roles=roles,
+        selector=selector,
+        selector_model=selector_model,
+        termination=termination,
+        guards=guards,
+        limits=limits,
+        api_key=api_key,
+        prices=prices,
+        kernel=kernel,
+        kernel_config=kernel_config,
+        history=history,
+        data_names=data_names,
+        data_sources=data_sources,
+        on_event=on_event,
+        stop=stop,
+    )
+
+
+def kernel_config_for(resolved: Resolved, base: KernelConfig | None = None) -> KernelConfig:
+    """The managed kernel the options ask for. Over a ``base`` configuration,
+    only the options the caller set explicitly apply (not the environment's)."""
+    options, sources = resolved.options, resolved.sources
+    config = base or KernelConfig()
+
+    def wanted(name: str) -> bool:
+        return base is None or sources[name] in ("argument", "flag")
+
+    changes: dict[str, Any] = {}
+    if options.step_timeout is not None and wanted("step_timeout"):
+        changes["step_timeout"] = options.step_timeout
+    if wanted("sandbox"):
+        changes["sandbox"] = options.sandbox
+    if wanted("network"):
+        changes["network"] = options.network
+    if options.memory_limit is not None and wanted("memory_limit"):
+        changes["memory_limit"] = options.memory_limit
+    if options.gateway is not None and (wanted("gateway") or config.gateway is None):
+        changes["gateway"] = options.gateway
+    if options.gateway_token is not None:
+        if options.gateway or config.gateway:
+            changes["gateway_token"] = options.gateway_token
+        elif sources["gateway_token"] == "argument":
+            raise ConfigError("gateway_token was given without a gateway URL (gateway=...)")
+    return replace(config, **changes)
+
+
+async def run_with(
+    task: str,
+    resolved: Resolved,
+    *,
+    data: DataSpec | None = None,
+    approver: Approver | None = None,
+    roles: Sequence[Role] | None = None,
+    selector: str | SpeakerSelector | Callable[[SelectionState], object] = "workflow",
+    selector_model: str | ModelClient | None = None,
+    termination: TerminationCondition | None = None,
+    guards: Guards | None = None,
+    limits: ContextLimits | None = None,
+    api_key: str | None = None,
+    prices: Mapping[str, tuple[float, float]] | None = None,
+    kernel: ManagedKernel | None = None,
+    kernel_config: KernelConfig | None = None,
+    history: str = "",
+    data_names: Sequence[str] = (),
+    data_sources: Mapping[str, str] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> RunResult:
+    """:func:`arun` with its options resolved already (by a flag parser and
+    configuration, or by :func:`arun` from its keywords)."""
+    options = resolved.options
     check_task(task)  # before a kernel starts
-    approve = check_mode(approve)
+    approve = check_mode(options.approve or "never")
     if approve != "never" and approver is None:
         raise ConfigError(
             f"approve={approve!r} needs an approver (a function taking an ApprovalRequest and "
             "returning a Decision); use approve='never' for an autonomous run"
         )
-    if step_timeout is not None and step_timeout <= 0:
-        raise ConfigError(f"--step-timeout must be positive, not {step_timeout!r}")
     files, objects = _split_data(data)
-    out_path = _check_out(out) if out is not None else None
-    conditions = _conditions(max_turns, budget_tokens, budget_cost, time_limit, termination)
+    out_path = _check_out(options.out) if options.out is not None else None
+    conditions = _conditions(options, termination)
     owned = kernel is None
     if kernel is None:
-        config = kernel_config or KernelConfig()
-        if kernel_config is None and step_timeout is not None:
-            config = replace(config, step_timeout=step_timeout)
-        config = _sandboxed(config, sandbox, network, files.values())
-        kernel = ManagedKernel(_on_gateway(config, gateway, gateway_token))
-    elif gateway or gateway_token or sandbox is not None or network is not None:
+        config = _readable(kernel_config_for(resolved, kernel_config), files.values())
+        kernel = ManagedKernel(config)
+    elif any(
+        resolved.sources[name] == "argument"
+        for name in ("gateway", "gateway_token", "sandbox", "network", "memory_limit")
+    ):
         raise ConfigError(
             "give a kernel, or where and how to start one (gateway, sandbox, network), not "
             "both: a started kernel runs where and as it is"
@@ -187,23 +282,26 @@ async def arun(
         if key not in clients:  # one client per spec: a script answers every role
             clients[key] = resolve_model(
                 spec,
-                base_url=base_url,
+                base_url=options.base_url,
                 api_key=api_key,
-                vision=vision or None,
-                cache=cache,
-                timeout=model_timeout or DEFAULTS["model_timeout"],
-                max_tokens=max_tokens,
+                vision=options.vision or None,
+                cache=options.cache,
+                timeout=options.model_timeout,
+                max_tokens=options.max_tokens,
+                retries=options.retries,
+                retry_backoff=options.retry_backoff,
             )
         return clients[key]
 
-    per_role = {"analyst": analyst_model, "critic": critic_model}
-    models = {r.name: client(r.model or per_role.get(r.name) or model) for r in roles}
+    per_role = {"analyst": options.analyst_model, "critic": options.critic_model}
+    models = {r.name: client(r.model or per_role.get(r.name) or options.model) for r in roles}
     if selector == "model" or selector_model is not None:
-        models["selector"] = client(selector_model or model)
+        models["selector"] = client(selector_model or options.model)
 
+    transcript = options.transcript
     if transcript is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        transcript = default_transcript_dir() / f"{stamp}-{os.getpid()}.jsonl"
+        transcript = str(default_transcript_dir() / f"{stamp}-{os.getpid()}.jsonl")
     events: list[Event] = []
     try:
         unseen = {name: path for name, path in files.items() if not kernel.can_read(path)}
@@ -231,9 +329,9 @@ async def arun(
             limits=limits,
             data_code=loader_code(files) if files else None,
             data_names=[*files, *objects, *data_names],
-            step_timeout=step_timeout,
+            step_timeout=options.step_timeout,
             history=history,
-            vision=vision,
+            vision=options.vision,
             prices=PriceTable.load(prices),
             transcript=Path(transcript),
             observers=[events.append, *([on_event] if on_event else [])],
@@ -273,36 +371,9 @@ def _read_here(files: Mapping[str, Path]) -> dict[str, Any]:
     return loaded
 
 
-def _on_gateway(config: KernelConfig, gateway: str | None, token: str | None) -> KernelConfig:
-    """``config`` with the gateway asked for: the argument, else the config's own,
-    else ``$AGENTNB_GATEWAY``; a malformed URL is a ConfigError."""
-    url = gateway or config.gateway or os.environ.get("AGENTNB_GATEWAY") or None
-    if url is None:
-        if token is not None:
-            raise ConfigError("gateway_token was given without a gateway URL (gateway=...)")
-        return config
-    return replace(config, gateway=url, gateway_token=token or config.gateway_token)
-
-
-def _sandboxed(
-    config: KernelConfig,
-    sandbox: bool | str | None,
-    network: bool | None,
-    files: Iterable[Path],
-) -> KernelConfig:
-    """``config`` with the sandbox asked for, and the data files readable in it."""
-    if isinstance(sandbox, str):
-        if sandbox not in ("on", "off"):
-            raise ConfigError(f"sandbox={sandbox!r}: give 'on' or 'off' (or True/False)")
-        sandbox = sandbox == "on"
-    if network is None:
-        network = config.network or network_from_env()
-    return replace(
-        config,
-        sandbox=config.sandbox if sandbox is None else sandbox,
-        network=network,
-        readable=(*config.readable, *(str(path) for path in files)),
-    )
+def _readable(config: KernelConfig, files: Iterable[Path]) -> KernelConfig:
+    """``config`` with the data files readable in its sandbox."""
+    return replace(config, readable=(*config.readable, *(str(path) for path in files)))
 
 
 async def _stop_when_set(stop: asyncio.Event, chat: GroupChat) -> None:
@@ -322,11 +393,16 @@ def run(task: str, **options: Any) -> RunResult:
             (``OPENAI_BASE_URL`` / ``base_url``), ``scripted:PATH`` or ``replay:TRANSCRIPT``.
         analyst_model, critic_model: a different model for one role.
         approve: ``never`` (default here), ``final`` or ``each``; with an ``approver``.
+
+    Every option (see :class:`~agentnb.options.RunOptions`) left out falls back to
+    its ``AGENTNB_*`` environment variable, then to its default.
         max_turns, budget_tokens, budget_cost, time_limit: stop conditions.
         step_timeout: seconds one step may run before it is interrupted (default:
             the kernel's ``KernelConfig.step_timeout``, 120).
         model_timeout: seconds a model call may send nothing before it is retried and
             finally given up (default 60).
+        retries, retry_backoff: how often a model call that may pass is retried (4),
+            and the seconds before the first retry (1, doubled for each next one).
         max_tokens: tokens a model's reply may have (default 8192); a reply cut by it
             is never used, and the model is asked for a shorter one.
         roles: the participants (default analyst and critic); add personas with
@@ -343,6 +419,7 @@ def run(task: str, **options: Any) -> RunResult:
             ``"on"`` (the default, unless ``$AGENTNB_SANDBOX=off``) or ``False`` /
             ``"off"`` (the agents' code runs as you, with your files and network).
         network: let the sandboxed kernel open outbound connections (default: none).
+        memory_limit: bytes (or ``"4G"``) the managed kernel may take.
         out: write the analysis notebook there (``RunResult.notebook``).
         data_sources: code that recreates pushed objects in the saved notebook
             (``{"sales": "pd.read_csv('sales.csv')"}``).

@@ -22,17 +22,15 @@ import asyncio
 import contextlib
 import difflib
 import logging
-import os
 import re
 import shlex
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from traitlets import Bool, Enum, Float, Int, Unicode
-from traitlets.config import Configurable
+from traitlets import Bool
 
 from ..chat.approval import ApprovalRequest, Decision
 from ..chat.events import (
@@ -45,9 +43,9 @@ from ..chat.events import (
 from ..chat.group import RunResult
 from ..chat.messages import Proposal
 from ..errors import AgentnbError, ConfigError
-from ..flags import DEFAULTS, FlagParser, UsageError, add_run_flags, split_names
-from ..kernel import KernelConfig, ManagedKernel
-from ..kernel.config import check_gateway_url, parse_size
+from ..flags import FlagParser, UsageError, add_run_flags, split_names
+from ..kernel import ManagedKernel
+from ..options import Resolved, RunOptions, configurable, specs
 from ..ui.untrusted import safe_markdown
 from .notebook import build_notebook, join_notebooks, save_notebook
 
@@ -55,7 +53,7 @@ if TYPE_CHECKING:
     from ..ui.widget import ChatView
     from .cells import CellWriter
 
-__all__ = ["Agents", "Analysis", "Session", "Settings"]
+__all__ = ["Agents", "Analysis", "Session", "resolve_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -69,135 +67,26 @@ HEADLESS_GRACE = 5.0
 is stopped as headless (nbclient, papermill): nobody could ever click."""
 
 
-class Agents(Configurable):
+Agents: Any = configurable(
+    "Agents",
     """``%%agents`` defaults: ``%config Agents.model = "gpt-4o-mini"`` or ``c.Agents.…``
-    in ``ipython_config.py``. Unset values fall back to ``AGENTNB_*`` variables."""
+    in ``ipython_config.py``. Unset values fall back to ``AGENTNB_*`` variables; one
+    trait per option of :class:`~agentnb.options.RunOptions`.""",
+    prewarm=Bool(True, help="start the managed kernel when the extension loads").tag(config=True),
+    __module__=__name__,
+)
 
-    model = Unicode(
-        None, allow_none=True, help="model of every agent (a name, scripted:PATH, replay:PATH)"
-    ).tag(config=True)
-    analyst_model = Unicode(None, allow_none=True, help="the analyst's model").tag(config=True)
-    critic_model = Unicode(None, allow_none=True, help="the critic's model").tag(config=True)
-    approve = Enum(
-        ["each", "final", "never"], None, allow_none=True, help="approval mode (default each)"
-    ).tag(config=True)
-    max_turns = Int(None, allow_none=True, help="stop after N turns (default 30)").tag(config=True)
-    step_timeout = Float(None, allow_none=True, help="seconds per step (default 120)").tag(
-        config=True
+NOTEBOOK_DEFAULTS = {"approve": "each"}
+"""Where a notebook's defaults differ from ``agentnb.run``'s: someone is there to click."""
+
+
+def resolve_settings(config: Any, flags: Mapping[str, Any]) -> Resolved:
+    """Layer the defaults, the environment, the configuration and the flags
+    (a flag left out, None, is not set)."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    return RunOptions.resolve(
+        {k: v for k, v in given.items() if k in specs()}, config=config, defaults=NOTEBOOK_DEFAULTS
     )
-    model_timeout = Float(
-        None, allow_none=True, help="seconds a model call may stay silent (default 60)"
-    ).tag(config=True)
-    budget_tokens = Int(None, allow_none=True, help="token budget of a run").tag(config=True)
-    time_limit = Float(None, allow_none=True, help="seconds a run may take").tag(config=True)
-    max_tokens = Int(
-        None, allow_none=True, help="tokens a model's reply may have (default 8192)"
-    ).tag(config=True)
-    base_url = Unicode(
-        None, allow_none=True, help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)"
-    ).tag(config=True)
-    vision = Bool(None, allow_none=True, help="send plots to models that accept images").tag(
-        config=True
-    )
-    cache = Unicode(
-        None, allow_none=True, help="a folder of cached model replies ('' for the default)"
-    ).tag(config=True)
-    prewarm = Bool(True, help="start the managed kernel when the extension loads").tag(config=True)
-    gateway = Unicode(
-        None,
-        allow_none=True,
-        help="run the managed kernel on this Kernel Gateway or Enterprise Gateway URL",
-    ).tag(config=True)
-    gateway_token = Unicode(
-        None, allow_none=True, help="the gateway's token (default $AGENTNB_GATEWAY_TOKEN)"
-    ).tag(config=True)
-    sandbox = Enum(
-        ["on", "off"],
-        None,
-        allow_none=True,
-        help="run the agents' code in a bubblewrap sandbox (default on; $AGENTNB_SANDBOX)",
-    ).tag(config=True)
-    network = Bool(
-        None, allow_none=True, help="let the sandboxed code open outbound connections"
-    ).tag(config=True)
-    memory_limit = Unicode(
-        None,
-        allow_none=True,
-        help="memory the agents' kernel may take, e.g. 4G (default $AGENTNB_MEMORY_LIMIT, "
-        "else no limit); read when that kernel starts",
-    ).tag(config=True)
-
-
-def _yes(text: str) -> bool:
-    return text.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _on_off(text: str) -> str:
-    word = {"1": "on", "true": "on", "0": "off", "false": "off"}.get(text.strip().lower(), text)
-    if word not in ("on", "off"):
-        raise ValueError(text)
-    return word
-
-
-_SETTINGS: dict[str, Callable[[str], Any]] = {
-    "model": str,
-    "analyst_model": str,
-    "critic_model": str,
-    "approve": str,
-    "max_turns": int,
-    "step_timeout": float,
-    "model_timeout": float,
-    "budget_tokens": int,
-    "time_limit": float,
-    "max_tokens": int,
-    "base_url": str,
-    "vision": _yes,
-    "cache": str,
-    "gateway": str,
-    "sandbox": _on_off,
-    "network": _yes,
-}
-_BUILT_IN: dict[str, Any] = {
-    "approve": "each",
-    "vision": False,
-    "sandbox": "on",
-    "network": False,
-    **DEFAULTS,
-}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The resolved options of one cell, and where each came from."""
-
-    values: dict[str, Any]
-    sources: dict[str, str]
-
-    def __getitem__(self, name: str) -> Any:
-        return self.values.get(name)
-
-
-def resolve_settings(config: Agents, flags: Mapping[str, Any]) -> Settings:
-    """Layer the defaults, the environment, the configuration and the flags."""
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for name, parse in _SETTINGS.items():
-        value, source = _BUILT_IN.get(name), "default"
-        env = f"AGENTNB_{name.upper()}"
-        if os.environ.get(env):
-            try:
-                value, source = parse(os.environ[env]), f"${env}"
-            except ValueError:
-                raise UsageError(f"${env}={os.environ[env]!r} is not a valid {name}") from None
-        configured = getattr(config, name)
-        if configured is not None:
-            value, source = configured, f"%config Agents.{name}"
-        if flags.get(name) is not None:
-            value, source = flags[name], "flag"
-        values[name], sources[name] = value, source
-    if values["cache"] == "":  # configured as the default cache folder
-        values["cache"] = True
-    return Settings(values, sources)
 
 
 def _parser() -> FlagParser:
@@ -279,7 +168,7 @@ class Analysis:
     """One ``%%agents`` cell's run."""
 
     task: str
-    settings: Settings
+    settings: Resolved
     view: ChatView
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     events: list[Event] = field(default_factory=list)
@@ -330,31 +219,12 @@ class Session:
             return
         kernel.prewarm()
 
-    def _kernel(self, settings: Settings) -> ManagedKernel:
+    def _kernel(self, settings: Resolved) -> ManagedKernel:
         if self.kernel is None:
-            self.kernel = ManagedKernel(
-                KernelConfig(
-                    gateway=settings["gateway"] or None,
-                    gateway_token=self.config.gateway_token or None,
-                    memory_limit=self._memory_limit(),
-                    sandbox=settings["sandbox"] == "on",
-                    network=bool(settings["network"]),
-                )
-            )
-        return self.kernel
+            from ..run import kernel_config_for
 
-    def _memory_limit(self) -> int | None:
-        text, source = self.config.memory_limit, "%config Agents.memory_limit"
-        if text is None:
-            text, source = os.environ.get("AGENTNB_MEMORY_LIMIT"), "$AGENTNB_MEMORY_LIMIT"
-        if not text:
-            return None
-        try:
-            size = parse_size(text)
-            KernelConfig(memory_limit=size)  # the same floor as everywhere else
-        except ConfigError as exc:
-            raise UsageError(f"{exc} (from {source})") from None
-        return size
+            self.kernel = ManagedKernel(kernel_config_for(settings))
+        return self.kernel
 
     async def reset(self, *, prewarm: bool = True) -> None:
         """Stop the current run and start over: a fresh kernel, no history."""
@@ -397,11 +267,6 @@ class Session:
                 "%agents stop (or its Stop button), or run this cell with --new after it ends"
             )
         settings = resolve_settings(self.config, vars(args))
-        if settings["gateway"]:
-            try:
-                settings.values["gateway"] = check_gateway_url(settings["gateway"])
-            except ConfigError as exc:
-                raise UsageError(f"{exc} (from {settings.sources['gateway']})") from None
         names = split_names(args.data)
         namespace = self.shell.user_ns
         for name in names:
@@ -439,24 +304,25 @@ class Session:
         named, no API key): a :class:`ConfigError` saying what to set."""
         from ..models import resolve_model
 
-        settings = analysis.settings
-        specs = {settings[role] or settings["model"] for role in ("analyst_model", "critic_model")}
-        for spec in specs:
-            client = resolve_model(spec, base_url=settings["base_url"])
+        options = analysis.settings.options
+        models = {options.analyst_model or options.model, options.critic_model or options.model}
+        for spec in models:
+            client = resolve_model(spec, base_url=options.base_url)
             await client.aclose()
 
     async def start(self, analysis: Analysis) -> None:
         """Run the analysis as a task on this loop; returns once it is under way."""
-        from ..run import arun
+        from ..run import run_with
         from .cells import CellWriter, anchor_cell_id
 
         settings = analysis.settings
-        gateway = settings["gateway"]
+        options = settings.options
+        gateway = options.gateway
         moved = self.kernel is not None and self.kernel.config.gateway != gateway
         # the sandbox is set when the kernel starts: another one needs another kernel
         resealed = self.kernel is not None and (
-            self.kernel.config.sandbox != (settings["sandbox"] == "on")
-            or self.kernel.config.network != bool(settings["network"])
+            self.kernel.config.sandbox != options.sandbox
+            or self.kernel.config.network != options.network
         )
         if analysis.new or moved or resealed:
             await self.reset(prewarm=False)
@@ -518,28 +384,17 @@ class Session:
                         },
                     )
 
-        settings = analysis.settings
         data = {name: self.shell.user_ns[name] for name in analysis.names}
         self.pushed = [*self.pushed, *(n for n in analysis.names if n not in self.pushed)]
         approver = _Watched(analysis, HEADLESS_GRACE)
-        coroutine = arun(
+        # the session saves every analysis of the session together (_finish), not run_with
+        unsaved = Resolved(options.changed(out=None), settings.sources)
+        coroutine = run_with(
             analysis.task,
+            unsaved,
             data=data or None,
             data_names=[n for n in self.pushed if n not in data],
-            model=settings["model"],
-            analyst_model=settings["analyst_model"],
-            critic_model=settings["critic_model"],
-            approve=settings["approve"],
-            approver=approver if settings["approve"] != "never" else None,
-            max_turns=settings["max_turns"],
-            step_timeout=settings["step_timeout"],
-            model_timeout=settings["model_timeout"],
-            budget_tokens=settings["budget_tokens"],
-            time_limit=settings["time_limit"],
-            max_tokens=settings["max_tokens"],
-            vision=bool(settings["vision"]),
-            cache=settings["cache"],
-            base_url=settings["base_url"],
+            approver=approver if options.approve != "never" else None,
             kernel=kernel,
             history=history,
             on_event=on_event,
@@ -656,12 +511,10 @@ class Session:
             lines.append("steps: " + ", ".join(f"{e.step} {e.execution.status}" for e in steps))
         elapsed = time.monotonic() - analysis.started
         lines.append(f"elapsed: {elapsed:.0f} s")
-        settings = analysis.settings
         lines.append(
             "settings: "
-            + ", ".join(
-                f"{k}={settings.values[k]!r} ({settings.sources[k]})"
-                for k in ("model", "approve", "max_turns", "step_timeout", "sandbox", "network")
+            + analysis.settings.describe(
+                "model", "approve", "max_turns", "step_timeout", "sandbox", "network"
             )
         )
         return "\n".join(lines)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -37,16 +36,17 @@ def resolve_model(
     timeout: float = 60.0,
     cache: bool | str | Path | None = None,
     max_tokens: int | None = None,
+    retries: int = 4,
+    retry_backoff: float = 1.0,
 ) -> ModelClient:
     """A client for ``spec``: ``scripted:PATH``, ``replay:TRANSCRIPT``, a model name
     for an OpenAI-compatible endpoint, or a client (returned as is).
 
     ``cache`` wraps endpoint models in the on-disk response cache (True: the default
     folder; a path: that folder). ``max_tokens`` bounds each reply of an endpoint model
-    (default :data:`~agentnb.models.openai_compat.DEFAULT_MAX_TOKENS`).
+    (default :data:`~agentnb.models.openai_compat.DEFAULT_MAX_TOKENS`); ``retries``
+    and ``retry_backoff`` are its retry policy.
     """
-    if spec is None:
-        spec = os.environ.get("AGENTNB_MODEL") or None
     if spec is None:
         raise ConfigError(_NO_MODEL)
     if not isinstance(spec, str):
@@ -68,6 +68,8 @@ def resolve_model(
         timeout=timeout,
         vision=vision,
         max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
+        max_retries=retries,
+        backoff_base=retry_backoff,
     )
     if cache:
         client = CachedModel(client, None if cache is True else Path(cache))

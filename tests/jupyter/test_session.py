@@ -23,23 +23,31 @@ def test_settings_layer_defaults_environment_configuration_and_flags(
 ) -> None:
     config = Agents()
     settings = resolve_settings(config, {})
-    assert (settings["approve"], settings["max_turns"], settings["model"]) == ("each", 30, None)
+    assert (settings.options.approve, settings.options.max_turns, settings.options.model) == (
+        "each",
+        30,
+        None,
+    )
     assert settings.sources["approve"] == "default"
 
     monkeypatch.setenv("AGENTNB_MODEL", "from-env")
     monkeypatch.setenv("AGENTNB_MAX_TURNS", "12")
     monkeypatch.setenv("AGENTNB_VISION", "yes")
     settings = resolve_settings(config, {})
-    assert (settings["model"], settings["max_turns"], settings["vision"]) == ("from-env", 12, True)
+    assert (settings.options.model, settings.options.max_turns, settings.options.vision) == (
+        "from-env",
+        12,
+        True,
+    )
     assert settings.sources["max_turns"] == "$AGENTNB_MAX_TURNS"
 
     config.model = "from-config"
     settings = resolve_settings(config, {"max_turns": None})
-    assert settings["model"] == "from-config"
+    assert settings.options.model == "from-config"
     assert settings.sources["model"] == "%config Agents.model"
 
     settings = resolve_settings(config, vars(parse_line("--model from-flag --max-turns 4")))
-    assert (settings["model"], settings["max_turns"]) == ("from-flag", 4)
+    assert (settings.options.model, settings.options.max_turns) == ("from-flag", 4)
     assert settings.sources["model"] == "flag"
 
 

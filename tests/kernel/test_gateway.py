@@ -556,17 +556,17 @@ def test_gateway_settings_come_from_flags_configuration_and_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = Agents()
-    assert resolve_settings(config, {})["gateway"] is None
+    assert resolve_settings(config, {}).options.gateway is None
     monkeypatch.setenv("AGENTNB_GATEWAY", "http://from-env:1")
     settings = resolve_settings(config, {})
-    assert (settings["gateway"], settings.sources["gateway"]) == (
+    assert (settings.options.gateway, settings.sources["gateway"]) == (
         "http://from-env:1",
         "$AGENTNB_GATEWAY",
     )
     config.gateway = "http://from-config:1"
-    assert resolve_settings(config, {})["gateway"] == "http://from-config:1"
+    assert resolve_settings(config, {}).options.gateway == "http://from-config:1"
     flags = vars(parse_line("--gateway http://from-flag:1/"))
-    assert resolve_settings(config, flags)["gateway"] == "http://from-flag:1"
+    assert resolve_settings(config, flags).options.gateway == "http://from-flag:1"
 
 
 async def test_run_refuses_contradictory_gateway_arguments() -> None:
@@ -721,7 +721,7 @@ async def test_a_notebook_cell_runs_on_the_gateway_and_back_here(
     setup = await notebook.execute(
         "%load_ext agentnb\n"
         f"%config Agents.gateway_token = {gateway.token!r}\n"
-        "from agentnb import magics"
+        "from agentnb.jupyter import magics"
     )
     assert setup.status == "ok", setup.to_model_text()
     flags = "--approve never --model scripted:replies.yaml"
