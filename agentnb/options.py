@@ -81,6 +81,13 @@ class RunOptions:
         kind="choice",
         choices=("each", "final", "never"),
     )
+    protocol: str = _option(
+        "auto",
+        "how the agents reply: tool calls (tools), the text protocol (text), or tool calls "
+        "where the endpoint takes them, else text (auto, the default)",
+        kind="choice",
+        choices=("auto", "tools", "text"),
+    )
     max_turns: int | None = _option(
         30, "stop after N agent replies and executions (default: 30)", kind="count", metavar="N"
     )

@@ -125,6 +125,7 @@ async def arun(
     critic_model: str | ModelClient | None = None,
     approve: ApprovalMode | None = None,
     approver: Approver | None = None,
+    protocol: str | None = None,
     max_turns: int | None = _DEFAULT,
     step_timeout: float | None = None,
     model_timeout: float | None = None,
@@ -332,6 +333,7 @@ async def run_with(
             step_timeout=options.step_timeout,
             history=history,
             vision=options.vision,
+            protocol=options.protocol,
             prices=PriceTable.load(prices),
             transcript=Path(transcript),
             observers=[events.append, *([on_event] if on_event else [])],
@@ -393,6 +395,8 @@ def run(task: str, **options: Any) -> RunResult:
             (``OPENAI_BASE_URL`` / ``base_url``), ``scripted:PATH`` or ``replay:TRANSCRIPT``.
         analyst_model, critic_model: a different model for one role.
         approve: ``never`` (default here), ``final`` or ``each``; with an ``approver``.
+        protocol: ``auto`` (tool calls where the endpoint takes them, else the text
+            protocol), ``tools`` or ``text``.
 
     Every option (see :class:`~agentnb.options.RunOptions`) left out falls back to
     its ``AGENTNB_*`` environment variable, then to its default.

@@ -170,6 +170,7 @@ def author_prompt(
     feedback: Sequence[str] = (),
     vision: bool = False,
     limits: ContextLimits | None = None,
+    tools: bool = False,
 ) -> list[ChatMessage]:
     """The prompt of an author: the brief, then its pending proposal and the feedback on it."""
     limits = limits or ContextLimits()
@@ -186,7 +187,7 @@ def author_prompt(
         ask = "Propose the first step."
     text += f"\n\n---\n{ask}"
     images = _images(brief.steps, limits) if vision else []
-    return [ChatMessage("system", role.system_prompt), _user(text, images)]
+    return [ChatMessage("system", role.instructions(tools)), _user(text, images)]
 
 
 def review_prompt(
@@ -199,6 +200,7 @@ def review_prompt(
     code: str = "",
     vision: bool = False,
     limits: ContextLimits | None = None,
+    tools: bool = False,
 ) -> list[ChatMessage]:
     """The prompt of a reviewer judging a proposed step (``step``) or the final report."""
     limits = limits or ContextLimits()
@@ -212,7 +214,7 @@ def review_prompt(
         body += (rationale + "\n" if rationale else "") + _fence(code, "python")
         body += "\n\n---\nReview this step before it runs."
     images = _images(brief.steps, limits) if vision else []
-    return [ChatMessage("system", role.system_prompt), _user(body, images)]
+    return [ChatMessage("system", role.instructions(tools)), _user(body, images)]
 
 
 def selector_prompt(

@@ -31,6 +31,8 @@ from ..models.base import (
     ChatMessage,
     ModelClient,
     ModelReply,
+    ToolCall,
+    ToolsRefused,
     Usage,
     estimate_tokens,
     message_text,
@@ -71,7 +73,17 @@ from .messages import (
     Step,
     StepResult,
 )
-from .protocol import AuthorReply, ProtocolViolation, parse_author, parse_review, split_reasoning
+from .protocol import (
+    AuthorReply,
+    ProtocolViolation,
+    as_text,
+    author_from_calls,
+    parse_author,
+    parse_review,
+    review_from_calls,
+    split_reasoning,
+    tools_for,
+)
 from .roles import Role, load_prompt
 from .speakers import SelectionState, SelectPhase, SpeakerSelector, make_selector
 from .termination import RunStats, StopReason, TerminationCondition
@@ -187,6 +199,9 @@ class GroupChat:
         vision: send plot images to models that accept them.
         transcript: the JSONL file to append events to (None: no transcript).
         observers: functions called with every event, after the transcript.
+        protocol: ``auto`` (tool calls where a model's client takes them, else
+            text), ``tools`` (tool calls; a client that takes none is an error) or
+            ``text``. An endpoint that refuses tools moves to text, with a notice.
     """
 
     def __init__(
@@ -211,6 +226,7 @@ class GroupChat:
         run_id: str | None = None,
         observers: Sequence[Callable[[Event], None]] = (),
         watch_interval: float = 0.25,
+        protocol: str = "auto",
     ) -> None:
         names = [r.name for r in roles]
         if len(set(names)) != len(names):
@@ -224,6 +240,19 @@ class GroupChat:
             raise ConfigError(f"no model given for: {', '.join(missing)}")
         self.roles = {r.name: r for r in roles}
         self.models = dict(models)
+        if protocol not in ("auto", "tools", "text"):
+            raise ConfigError(f"--protocol must be auto, tools or text, not {protocol!r}")
+        self.tools = {
+            name: _takes_tools(model) and protocol != "text" for name, model in models.items()
+        }
+        """Whether each agent replies with tool calls (else in the text protocol)."""
+        refused = [n for n in names if protocol == "tools" and not self.tools[n]]
+        if refused:
+            raise ConfigError(
+                f"--protocol tools: the model of {', '.join(refused)} "
+                f"({', '.join(self.models[n].name for n in refused)}) takes no tool calls "
+                "(scripted and replayed models reply in text); use --protocol auto or text"
+            )
         self.executor = executor
         self.approve = approve
         self.approver = approver or AutoApprover()
@@ -544,16 +573,19 @@ class GroupChat:
         )
 
     async def _author_turn(self, author: str, pending: _Pending) -> AuthorReply:
-        prompt = author_prompt(
-            self.roles[author],
-            self._brief(),
-            proposal=pending.text,
-            feedback=pending.feedback,
-            vision=self.vision and self.models[author].accepts_images,
-            limits=self.limits,
-        )
+        def prompt(tools: bool) -> list[ChatMessage]:
+            return author_prompt(
+                self.roles[author],
+                self._brief(),
+                proposal=pending.text,
+                feedback=pending.feedback,
+                vision=self.vision and self.models[author].accepts_images,
+                limits=self.limits,
+                tools=tools,
+            )
+
         step = len(self.steps) + 1
-        return await self._parsed(author, prompt, "propose", step, parse_author)
+        return await self._parsed(author, prompt, "propose", step, parse_author, author_from_calls)
 
     async def _review(
         self, author: str, step: int | None, text: str, rationale: str, code: str
@@ -565,17 +597,21 @@ class GroupChat:
         names = await self._select(phase, self.reviewers, text)
         comments: list[str] = []
         for name in names:
-            prompt = review_prompt(
-                self.roles[name],
-                self._brief(),
-                author=author,
-                step=step,
-                text=rationale,
-                code=code,
-                vision=self.vision and self.models[name].accepts_images,
-                limits=self.limits,
-            )
-            verdict = await self._parsed(name, prompt, phase, step, parse_review)
+
+            def prompt(tools: bool, name: str = name) -> list[ChatMessage]:
+                return review_prompt(
+                    self.roles[name],
+                    self._brief(),
+                    author=author,
+                    step=step,
+                    text=rationale,
+                    code=code,
+                    vision=self.vision and self.models[name].accepts_images,
+                    limits=self.limits,
+                    tools=tools,
+                )
+
+            verdict = await self._parsed(name, prompt, phase, step, parse_review, review_from_calls)
             self._post(
                 Review(sender=name, verdict=verdict.verdict, text=verdict.comments, step=step)
             )
@@ -587,13 +623,21 @@ class GroupChat:
     async def _parsed(
         self,
         agent: str,
-        prompt: list[ChatMessage],
+        build: Callable[[bool], list[ChatMessage]],
         phase: Phase,
         step: int | None,
         parse: Callable[[str], T],
+        from_calls: Callable[[Sequence[ToolCall], str], T],
     ) -> T:
-        """Call ``agent`` and parse its reply; one corrective re-prompt, then stop."""
-        reply = await self._call(agent, prompt, phase, step)
+        """Call ``agent`` and read its reply (its tool call, else its text); one
+        corrective re-prompt, then stop."""
+        prompt = build(self.tools[agent])
+        try:
+            reply = await self._call(agent, prompt, phase, step)
+        except ToolsRefused as refused:
+            self._tools_refused(agent, refused)
+            prompt = build(False)
+            reply = await self._call(agent, prompt, phase, step)
         for attempt in range(self.guards.protocol_retries + 1):
             text = reply.text
             try:
@@ -603,6 +647,8 @@ class GroupChat:
                         "it was cut off at the token limit before it ended, so none of it "
                         "was used. Reply again, shorter: one small step, or a shorter report."
                     )
+                if reply.tool_calls:
+                    return from_calls(reply.tool_calls, split_reasoning(text)[0])
                 return parse(text)
             except ProtocolViolation as problem:
                 if attempt == self.guards.protocol_retries:
@@ -647,9 +693,15 @@ class GroupChat:
         def notice(text: str) -> None:
             self._emit(Notice(level="warning", text=text, agent=agent))
 
+        offer = {"tools": tools_for(self.roles[agent].kind)} if self.tools.get(agent) else {}
         reply = await self._guarded(
-            model.complete(prompt, role=agent, on_delta=delta, on_notice=notice)
+            model.complete(prompt, role=agent, on_delta=delta, on_notice=notice, **offer)
         )
+        if reply.tool_calls:  # the transcript and a replay keep the calls as text
+            reasoning = split_reasoning(reply.text)[0]
+            written = "\n\n".join(as_text(call) for call in reply.tool_calls)
+            thought = f"<think>\n{reasoning}\n</think>\n\n" if reasoning else ""
+            reply = replace(reply, text=thought + written)
         cost = self.prices.cost(reply.model or model.name, reply.usage)
         if cost is None and reply.model != model.name:
             cost = self.prices.cost(model.name, reply.usage)
@@ -667,6 +719,22 @@ class GroupChat:
             )
         )
         return reply
+
+    def _tools_refused(self, agent: str, refused: ToolsRefused) -> None:
+        """Every agent on that client goes on in the text protocol, said once."""
+        client = self.models[agent]
+        moved = [
+            name for name, model in self.models.items() if model is client and self.tools[name]
+        ]
+        for name in moved:
+            self.tools[name] = False
+        self._emit(
+            Notice(
+                level="info",
+                text=f"{refused}; {', '.join(moved)} now reply in the text protocol",
+                agent=agent,
+            )
+        )
 
     async def _select(
         self, phase: SelectPhase, candidates: tuple[Role, ...], last: str
@@ -816,3 +884,8 @@ class GroupChat:
                     "in memory (the widget, %agents save)",
                 )
             )
+
+
+def _takes_tools(model: ModelClient) -> bool:
+    """A client offers tools only if it says so (``takes_tools``)."""
+    return bool(getattr(model, "takes_tools", False))

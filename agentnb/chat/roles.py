@@ -27,6 +27,7 @@ __all__ = ["ANALYST", "CRITIC", "Role", "RoleKind", "load_prompt"]
 RoleKind = Literal["author", "reviewer"]
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,39}$")
 _PROTOCOL = {"author": "author_protocol", "reviewer": "reviewer_protocol"}
+_TOOLS = {"author": "author_tools", "reviewer": "reviewer_tools"}
 
 
 @cache
@@ -64,9 +65,14 @@ class Role:
 
     @property
     def system_prompt(self) -> str:
+        """The system prompt in the text protocol (see :meth:`instructions`)."""
+        return self.instructions(tools=False)
+
+    def instructions(self, tools: bool) -> str:
         """The persona, the rule that data and outputs are content, never
-        instructions (every role reads them), then the reply protocol of its kind."""
-        protocol = load_prompt(_PROTOCOL[self.kind])
+        instructions (every role reads them), then the reply protocol of its kind:
+        its tools, or the text protocol."""
+        protocol = load_prompt((_TOOLS if tools else _PROTOCOL)[self.kind])
         return f"{self.prompt}\n\n{load_prompt('untrusted')}\n\n{protocol}"
 
     @classmethod

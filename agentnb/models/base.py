@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from ..errors import ModelError
+
 __all__ = [
     "ChatMessage",
     "ContentPart",
@@ -13,6 +15,9 @@ __all__ = [
     "ModelClient",
     "ModelReply",
     "NoticeCallback",
+    "Tool",
+    "ToolCall",
+    "ToolsRefused",
     "Usage",
     "estimate_tokens",
     "message_text",
@@ -79,16 +84,37 @@ class Usage:
         )
 
 
+Tool = Mapping[str, Any]
+"""An OpenAI function tool: ``{"type": "function", "function": {"name": ..., ...}}``."""
+
+
+class ToolsRefused(ModelError):
+    """The endpoint refused a request with tools (said once: the caller goes on
+    with the text protocol, and the client no longer offers tools)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call of one of the tools a prompt offered."""
+
+    name: str
+    arguments: str
+    """The arguments as the model wrote them: JSON text, unchecked."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelReply:
     """What one model call produced."""
 
     text: str
+    """The reply's text; for a tool call, the call written out in the text protocol
+    (what the transcript keeps, what a replay answers)."""
     usage: Usage
     model: str
     """The model that answered, as the server named it."""
     finish_reason: str | None = None
     cached: bool = False
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 DeltaCallback = Callable[[str], None]
@@ -102,7 +128,10 @@ NoticeCallback = Callable[[str], None]
 class ModelClient(Protocol):
     """A chat model. Implementations: OpenAI-compatible, scripted, cached, replay.
 
-    ``complete`` sends one prompt and returns the whole reply. ``on_delta`` receives
+    ``complete`` sends one prompt and returns the whole reply. A client that can
+    offer the model tools says so with a ``takes_tools`` attribute that is true;
+    only then is ``complete`` given ``tools=`` (and the model must call one of
+    them). ``on_delta`` receives
     the text as it streams; when a call is retried after a partial stream,
     ``on_delta("")`` is never used to signal it: the caller is told through
     ``on_notice`` and the final ``ModelReply.text`` is the only authoritative text.
@@ -127,6 +156,7 @@ class ModelClient(Protocol):
         role: str,
         on_delta: DeltaCallback | None = None,
         on_notice: NoticeCallback | None = None,
+        tools: Sequence[Tool] | None = None,
     ) -> ModelReply:
         """Answer ``messages``; ``role`` names the agent asking (scripted models use it)."""
         ...

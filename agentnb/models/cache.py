@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
-from .base import ChatMessage, DeltaCallback, ModelClient, ModelReply, NoticeCallback, Usage
+from .base import (
+    ChatMessage,
+    DeltaCallback,
+    ModelClient,
+    ModelReply,
+    NoticeCallback,
+    Tool,
+    ToolCall,
+    Usage,
+)
 from .scripted import ScriptedModel
 
 __all__ = ["CachedModel", "ReplayModel", "default_cache_dir"]
@@ -45,11 +54,19 @@ class CachedModel:
     def accepts_images(self) -> bool:
         return self.inner.accepts_images
 
-    def _key(self, messages: Sequence[ChatMessage], role: str) -> str:
-        payload = json.dumps(
-            {"model": self.inner.name, "role": role, "messages": [m.to_openai() for m in messages]},
-            sort_keys=True,
-        )
+    @property
+    def takes_tools(self) -> bool:
+        return bool(getattr(self.inner, "takes_tools", False))
+
+    def _key(self, messages: Sequence[ChatMessage], role: str, tools: Sequence[Tool] | None) -> str:
+        call = {
+            "model": self.inner.name,
+            "role": role,
+            "messages": [m.to_openai() for m in messages],
+        }
+        if tools:
+            call["tools"] = [dict(tool) for tool in tools]
+        payload = json.dumps(call, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     async def complete(
@@ -59,12 +76,14 @@ class CachedModel:
         role: str,
         on_delta: DeltaCallback | None = None,
         on_notice: NoticeCallback | None = None,
+        tools: Sequence[Tool] | None = None,
     ) -> ModelReply:
-        path = self.directory / f"{self._key(messages, role)}.json"
+        path = self.directory / f"{self._key(messages, role, tools)}.json"
         try:
             entry = json.loads(path.read_text("utf-8"))
             text, model = str(entry["text"]), str(entry["model"])
             usage = Usage(int(entry["prompt_tokens"]), int(entry["completion_tokens"]), 1)
+            calls = tuple(ToolCall(str(n), str(a)) for n, a in entry.get("tool_calls", ()))
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a miss, or an unreadable entry: ask the model and rewrite it
         else:
@@ -72,10 +91,13 @@ class CachedModel:
             if on_delta:
                 on_delta(text)
             cached = Usage(usage.prompt_tokens, usage.completion_tokens, 1, usage.estimated, 1)
-            return ModelReply(text, cached, model, finish_reason="stop", cached=True)
+            return ModelReply(
+                text, cached, model, finish_reason="stop", cached=True, tool_calls=calls
+            )
         self.misses += 1
+        more = {"tools": tools} if tools else {}
         reply = await self.inner.complete(
-            messages, role=role, on_delta=on_delta, on_notice=on_notice
+            messages, role=role, on_delta=on_delta, on_notice=on_notice, **more
         )
         self._store(path, reply)
         return reply
@@ -86,6 +108,7 @@ class CachedModel:
             "model": reply.model,
             "prompt_tokens": reply.usage.prompt_tokens,
             "completion_tokens": reply.usage.completion_tokens,
+            "tool_calls": [[c.name, c.arguments] for c in reply.tool_calls],
         }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import openai
@@ -32,17 +32,27 @@ from openai.types.chat.chat_completion_stream_options_param import (
 )
 
 from ..errors import ConfigError, ModelError
+from .arguments import ArgumentStream
 from .base import (
     ChatMessage,
     DeltaCallback,
     ModelReply,
     NoticeCallback,
+    Tool,
+    ToolCall,
+    ToolsRefused,
     Usage,
     estimate_tokens,
     message_text,
 )
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_TOKENS", "OpenAIModel", "parse_retry_after"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_TOKENS",
+    "OpenAIModel",
+    "ToolsRefused",
+    "parse_retry_after",
+]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MAX_TOKENS = 8192
@@ -61,8 +71,26 @@ _STATUS_REASONS = {408: "request timeout", 409: "conflict", 429: "rate limited"}
 KeySource = Literal["argument", "environment", "placeholder"]
 
 
+_NO_TOOLS: set[tuple[str, str]] = set()
+"""Endpoints and models that refused tools, remembered for this process."""
+
+
 class _BrokenStream(Exception):
     """The server answered 200 but not with a usable chat-completion stream."""
+
+
+@dataclass
+class _PendingCall:
+    """A tool call being streamed: its name and its arguments so far."""
+
+    name: str = ""
+    arguments: str = ""
+    stream: ArgumentStream | None = None
+
+    def show(self, piece: str) -> str:
+        if self.stream is None:
+            self.stream = ArgumentStream(self.name)
+        return self.stream.feed(piece)
 
 
 @dataclass(frozen=True)
@@ -213,6 +241,7 @@ class OpenAIModel:
         self.max_tokens = max_tokens
         self._limit_name = "max_tokens"
         """Switched for good to ``max_completion_tokens`` when the server asks for it."""
+        self._tools = (url, model) not in _NO_TOOLS
         self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
         """How retries wait; tests replace it to record the delays."""
         self._client = openai.AsyncOpenAI(
@@ -235,6 +264,11 @@ class OpenAIModel:
     def accepts_images(self) -> bool:
         return self._vision if self._vision is not None else _looks_visual(self._model)
 
+    @property
+    def takes_tools(self) -> bool:
+        """False once this endpoint refused tools for this model (for the process)."""
+        return self._tools
+
     async def aclose(self) -> None:
         await self._client.close()
 
@@ -247,15 +281,25 @@ class OpenAIModel:
         role: str,
         on_delta: DeltaCallback | None = None,
         on_notice: NoticeCallback | None = None,
+        tools: Sequence[Tool] | None = None,
     ) -> ModelReply:
+        """One reply; with ``tools``, the model must call one of them (a refusal of
+        tools by the endpoint raises :class:`ToolsRefused`, once)."""
         payload = cast(list[ChatCompletionMessageParam], [m.to_openai() for m in messages])
         retries = 0
         while True:
             streamed: list[str] = []
             try:
-                return await self._attempt(messages, payload, streamed, on_delta)
+                return await self._attempt(messages, payload, streamed, on_delta, tools)
             except (openai.APIError, json.JSONDecodeError, _BrokenStream) as exc:
                 error: Exception = exc
+            if tools and self._refuses_tools(error):
+                self._tools = False
+                _NO_TOOLS.add((self._base_url, self._model))
+                said = self._server_message(cast(openai.APIError, error)) or "no details"
+                raise ToolsRefused(
+                    f"{self._base_url} does not take tool calls for {self._model} ({said})"
+                ) from error
             if self._wants_completion_tokens(error):
                 self._limit_name = "max_completion_tokens"
                 continue
@@ -292,6 +336,7 @@ class OpenAIModel:
         payload: list[ChatCompletionMessageParam],
         streamed: list[str],
         on_delta: DeltaCallback | None,
+        tools: Sequence[Tool] | None = None,
     ) -> ModelReply:
         stream_options: ChatCompletionStreamOptionsParam | openai.Omit = (
             {"include_usage": True} if self._stream_options else openai.omit
@@ -309,7 +354,9 @@ class OpenAIModel:
             max_completion_tokens=(
                 self.max_tokens if self._limit_name != "max_tokens" else openai.omit
             ),
+            **self._tool_arguments(tools),
         )
+        calls: dict[int, _PendingCall] = {}
         reported = ""
         finish: str | None = None
         usage: CompletionUsage | None = None
@@ -343,11 +390,22 @@ class OpenAIModel:
                             thinking = True
                         say(thought)
                     text = delta.content if delta is not None else None
+                    pieces = (delta.tool_calls or []) if delta is not None else []
+                    if (text or pieces) and thinking:
+                        say("\n</think>\n\n")
+                        thinking = False
                     if text:
-                        if thinking:
-                            say("\n</think>\n\n")
-                            thinking = False
                         say(text)
+                    for piece in pieces:
+                        call = calls.setdefault(piece.index, _PendingCall())
+                        function = piece.function
+                        if function is not None and function.name:
+                            call.name += function.name
+                        if function is not None and function.arguments:
+                            call.arguments += function.arguments
+                            shown = call.show(function.arguments)
+                            if shown:
+                                say(shown)
                     if choice.finish_reason:
                         finish = choice.finish_reason
         if not chunks:
@@ -355,12 +413,34 @@ class OpenAIModel:
         if thinking:  # the reasoning took the whole reply (cut, or nothing after it)
             say("\n</think>\n")
         text = "".join(streamed)
+        made = tuple(ToolCall(c.name, c.arguments) for _, c in sorted(calls.items()) if c.name)
         if usage is not None and usage.prompt_tokens is not None:
             counted = Usage(usage.prompt_tokens, usage.completion_tokens or 0, calls=1)
         else:
             prompt = "\n".join(message_text(m) for m in messages)
             counted = Usage(estimate_tokens(prompt), estimate_tokens(text), 1, estimated=True)
-        return ModelReply(text, counted, reported or self._model, finish)
+        return ModelReply(text, counted, reported or self._model, finish, tool_calls=made)
+
+    def _tool_arguments(self, tools: Sequence[Tool] | None) -> dict[str, Any]:
+        """``tools`` and a ``tool_choice`` that requires a call; strict schemas where
+        the server is OpenAI's (others may refuse the field)."""
+        if not tools:
+            return {}
+        offered = [dict(tool) for tool in tools]
+        if _is_openai(self._base_url):
+            offered = [
+                {**tool, "function": {**tool["function"], "strict": True}} for tool in offered
+            ]
+        return {"tools": offered, "tool_choice": "required"}
+
+    def _refuses_tools(self, error: Exception) -> bool:
+        """An error that says the server or the model takes no tools (Ollama's
+        "does not support tools", llama.cpp without --jinja, vLLM without a tool
+        parser), as opposed to a bad call."""
+        if not isinstance(error, openai.APIStatusError) or error.status_code in (401, 403, 429):
+            return False
+        said = f"{error.message} {error.body}".lower()
+        return "tool" in said or "function call" in said
 
     # -- failures --------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from .base import (
     DeltaCallback,
     ModelReply,
     NoticeCallback,
+    Tool,
     Usage,
     estimate_tokens,
     message_text,
@@ -129,7 +130,9 @@ class ScriptedModel:
         role: str,
         on_delta: DeltaCallback | None = None,
         on_notice: NoticeCallback | None = None,
+        tools: Sequence[Tool] | None = None,
     ) -> ModelReply:
+        # scripted replies are text: it takes no tools, so ``tools`` never comes
         self.prompts.append((role, list(messages)))
         if self._record:
             with self._record.open("a", encoding="utf-8") as f:

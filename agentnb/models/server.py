@@ -49,6 +49,7 @@ __all__ = [
     "Reply",
     "ScriptedServer",
     "Status",
+    "call",
     "main",
 ]
 
@@ -120,6 +121,9 @@ class Reply(Fault):
     ``reasoning``: streamed first as ``reasoning_content`` deltas (and sent as that
     field of the message), as reasoning models behind vLLM, llama.cpp and DeepSeek's
     API send their thinking.
+    ``calls``: tool calls, ``(name, arguments)`` with the arguments a dict (sent as
+    JSON) or a string (sent as it is, valid or not), streamed after ``text`` in
+    ``chunk``-sized pieces of arguments; the finish reason becomes ``tool_calls``.
     """
 
     text: str
@@ -129,6 +133,15 @@ class Reply(Fault):
     finish_reason: str = "stop"
     model: str | None = None
     reasoning: str = ""
+    calls: tuple[tuple[str, dict[str, Any] | str], ...] = ()
+
+    def arguments(self) -> list[tuple[str, str]]:
+        return [(n, a if isinstance(a, str) else json.dumps(a)) for n, a in self.calls]
+
+
+def call(name: str, **arguments: Any) -> Reply:
+    """A reply that is one tool call: ``call("run_step", why=..., code=...)``."""
+    return Reply("", calls=((name, arguments),))
 
 
 class ScriptedServer:
@@ -144,6 +157,10 @@ class ScriptedServer:
     masking it.
 
     Every chat request body is appended to :attr:`requests`.
+
+    ``tools=False`` answers every request that offers tools with a 400 saying the
+    model does not support tools, as Ollama does for such models (no scripted reply
+    is consumed).
     """
 
     def __init__(
@@ -154,8 +171,10 @@ class ScriptedServer:
         api_key: str | None = None,
         respond: Responder | None = None,
         port: int = 0,
+        tools: bool = True,
     ) -> None:
         self.models: tuple[str, ...] = tuple(models)
+        self.tools = tools
         self.api_key = api_key
         self.respond = respond
         self.requests: list[dict[str, Any]] = []
@@ -388,6 +407,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._send_json(404, _error_body(message, "invalid_request_error", "model_not_found"))
             return
+        if body.get("tools") and not self.script.tools:
+            message = f"registry.ollama.ai/library/{model} does not support tools"
+            self._send_json(400, _error_body(message, "invalid_request_error"))
+            return
         item = self.script._next(body)
         if item is None:
             message = self.script._exhausted_message()
@@ -466,7 +489,8 @@ class _Handler(BaseHTTPRequestHandler):
         if item.usage is False:
             return None
         if item.usage is True:
-            prompt, completion = _prompt_words(body), len(item.text.split())
+            said = item.text + " ".join(a for _, a in item.arguments())
+            prompt, completion = _prompt_words(body), len(said.split())
         else:
             prompt, completion = item.usage
         return {
@@ -490,8 +514,18 @@ class _Handler(BaseHTTPRequestHandler):
                         "role": "assistant",
                         "content": item.text,
                         **({"reasoning_content": item.reasoning} if item.reasoning else {}),
+                        **(
+                            {
+                                "tool_calls": [
+                                    _tool_call(i, name, arguments)
+                                    for i, (name, arguments) in enumerate(item.arguments())
+                                ]
+                            }
+                            if item.calls
+                            else {}
+                        ),
                     },
-                    "finish_reason": item.finish_reason,
+                    "finish_reason": "tool_calls" if item.calls else item.finish_reason,
                 }
             ],
         }
@@ -514,7 +548,17 @@ class _Handler(BaseHTTPRequestHandler):
             if item.delay and not self.script._sleep(item.delay):
                 return
             self._send_event(self._chunk(body, {"content": piece}, model=model))
-        self._send_event(self._chunk(body, {}, finish_reason=item.finish_reason, model=model))
+        for i, (name, arguments) in enumerate(item.arguments()):
+            opening = _tool_call(i, name, "")
+            self._send_event(self._chunk(body, {"tool_calls": [opening]}, model=model))
+            size = item.chunk or 7  # arguments arrive in small pieces, as from a real model
+            for start in range(0, len(arguments), size):
+                if item.delay and not self.script._sleep(item.delay):
+                    return
+                more = {"index": i, "function": {"arguments": arguments[start : start + size]}}
+                self._send_event(self._chunk(body, {"tool_calls": [more]}, model=model))
+        finish = "tool_calls" if item.calls and item.finish_reason == "stop" else item.finish_reason
+        self._send_event(self._chunk(body, {}, finish_reason=finish, model=model))
         usage = self._usage(body, item)
         if include_usage and usage is not None:
             last = self._chunk(body, None, model=model)
@@ -637,3 +681,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _tool_call(index: int, name: str, arguments: str) -> dict[str, Any]:
+    return {
+        "index": index,
+        "id": f"call_{index}",
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }

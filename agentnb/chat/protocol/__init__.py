@@ -1,5 +1,8 @@
 """The reply protocol: what authors and reviewers must write, read tolerantly.
 
+Where the endpoint takes tools, replies are calls (:mod:`.tools`); the text
+protocol below is for the others, and for models that answer in text anyway.
+
 An author's reply with one or more ```python blocks proposes one step (the blocks
 joined); a reply without one is the final report. A reviewer's verdict, APPROVE or
 REVISE, comes first, then comments.
@@ -29,12 +32,17 @@ from .author import parse_author
 from .reasoning import split_reasoning
 from .replies import AuthorReply, ProtocolViolation, ReviewReply
 from .review import parse_review
+from .tools import as_text, author_from_calls, review_from_calls, tools_for
 
 __all__ = [
     "AuthorReply",
     "ProtocolViolation",
     "ReviewReply",
+    "as_text",
+    "author_from_calls",
     "parse_author",
     "parse_review",
+    "review_from_calls",
     "split_reasoning",
+    "tools_for",
 ]
