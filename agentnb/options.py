@@ -99,7 +99,15 @@ class RunOptions:
     )
     model_timeout: float = _option(
         60.0,
-        "give up on a model call that sends nothing for this long, after retries (default: 60)",
+        "give up on a model reply that goes silent this long after its first token, "
+        "after retries (default: 60)",
+        kind="seconds",
+        metavar="SECONDS",
+    )
+    first_token_timeout: float = _option(
+        300.0,
+        "wait this long for a model's first token (a local model on a CPU reads a long "
+        "prompt for minutes first), then --model-timeout between tokens (default: 300)",
         kind="seconds",
         metavar="SECONDS",
     )

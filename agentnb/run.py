@@ -129,6 +129,7 @@ async def arun(
     max_turns: int | None = _DEFAULT,
     step_timeout: float | None = None,
     model_timeout: float | None = None,
+    first_token_timeout: float | None = None,
     retries: int | None = None,
     retry_backoff: float | None = None,
     max_tokens: int | None = None,
@@ -291,6 +292,7 @@ async def run_with(
                 max_tokens=options.max_tokens,
                 retries=options.retries,
                 retry_backoff=options.retry_backoff,
+                first_token_timeout=options.first_token_timeout,
             )
         return clients[key]
 
@@ -403,8 +405,10 @@ def run(task: str, **options: Any) -> RunResult:
         max_turns, budget_tokens, budget_cost, time_limit: stop conditions.
         step_timeout: seconds one step may run before it is interrupted (default:
             the kernel's ``KernelConfig.step_timeout``, 120).
-        model_timeout: seconds a model call may send nothing before it is retried and
-            finally given up (default 60).
+        model_timeout: seconds a model's reply may go silent after its first token
+            before it is retried and finally given up (default 60).
+        first_token_timeout: seconds to wait for the first token (default 300: a local
+            model on a CPU reads a long prompt for minutes before it answers).
         retries, retry_backoff: how often a model call that may pass is retried (4),
             and the seconds before the first retry (1, doubled for each next one).
         max_tokens: tokens a model's reply may have (default 8192); a reply cut by it

@@ -38,6 +38,7 @@ def resolve_model(
     max_tokens: int | None = None,
     retries: int = 4,
     retry_backoff: float = 1.0,
+    first_token_timeout: float | None = None,
 ) -> ModelClient:
     """A client for ``spec``: ``scripted:PATH``, ``replay:TRANSCRIPT``, a model name
     for an OpenAI-compatible endpoint, or a client (returned as is).
@@ -59,13 +60,14 @@ def resolve_model(
         return ScriptedModel(rest, vision=bool(vision))
     if kind == "replay" and rest:
         return ReplayModel(rest)
-    from .openai_compat import DEFAULT_MAX_TOKENS, OpenAIModel
+    from .openai_compat import DEFAULT_FIRST_TOKEN_TIMEOUT, DEFAULT_MAX_TOKENS, OpenAIModel
 
     client: ModelClient = OpenAIModel(
         spec,
         base_url=base_url,
         api_key=api_key,
         timeout=timeout,
+        first_token_timeout=first_token_timeout or DEFAULT_FIRST_TOKEN_TIMEOUT,
         vision=vision,
         max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
         max_retries=retries,

@@ -55,6 +55,9 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_FIRST_TOKEN_TIMEOUT = 300.0
+"""Seconds to wait for the first token: a 7–8B model on a CPU reads a prompt of a
+few thousand tokens for one to three minutes before it answers."""
 DEFAULT_MAX_TOKENS = 8192
 """Tokens a reply may have: local servers have no limit of their own, and a model
 caught in a repetition loop would otherwise stream for minutes. Room for a reasoning
@@ -73,6 +76,15 @@ KeySource = Literal["argument", "environment", "placeholder"]
 
 _NO_TOOLS: set[tuple[str, str]] = set()
 """Endpoints and models that refused tools, remembered for this process."""
+
+
+class _Silent(Exception):
+    """No chunk came in time: before the first token, or in the middle of a reply."""
+
+    def __init__(self, first: bool, seconds: float) -> None:
+        super().__init__(f"{'no first token' if first else 'silence'} for {seconds} s")
+        self.first = first
+        self.seconds = seconds
 
 
 class _BrokenStream(Exception):
@@ -178,11 +190,14 @@ class OpenAIModel:
     placeholder key; OpenAI itself needs a real one (:class:`ConfigError`).
 
     A failed attempt is retried up to ``max_retries`` times when it may pass: HTTP
-    408, 409, 429 and 5xx, connection failures, timeouts (``timeout`` seconds without
-    a byte), replies that are not valid JSON or a broken stream. The wait honours the
-    server's ``Retry-After`` / ``retry-after-ms`` up to ``retry_after_cap`` seconds
-    (asking for more ends the call), otherwise it is ``backoff_base * 2**retry``,
-    capped at ``backoff_cap``, with jitter (between half and all of it).
+    408, 409, 429 and 5xx, connection failures, timeouts, replies that are not valid
+    JSON or a broken stream. Two timeouts: ``first_token_timeout`` seconds for the
+    first token (a local model on a CPU reads a long prompt for minutes before it
+    says anything), then ``timeout`` seconds of silence in the middle of a reply.
+    The wait between attempts honours the server's ``Retry-After`` /
+    ``retry-after-ms`` up to ``retry_after_cap`` seconds (asking for more ends the
+    call), otherwise it is ``backoff_base * 2**retry``, capped at ``backoff_cap``,
+    with jitter (between half and all of it).
 
     Every call asks for at most ``max_tokens`` tokens (as ``max_completion_tokens``
     where the server refuses ``max_tokens``, as OpenAI's reasoning models do); a reply
@@ -196,6 +211,7 @@ class OpenAIModel:
         base_url: str | None = None,
         api_key: str | None = None,
         timeout: float = 60.0,
+        first_token_timeout: float = DEFAULT_FIRST_TOKEN_TIMEOUT,
         max_retries: int = 4,
         vision: bool | None = None,
         temperature: float | None = None,
@@ -208,6 +224,10 @@ class OpenAIModel:
             raise ConfigError("A model name is needed, e.g. gpt-4o-mini or llama3.1:8b.")
         if timeout <= 0:
             raise ConfigError(f"The model timeout must be positive, not {timeout!r}.")
+        if first_token_timeout <= 0:
+            raise ConfigError(
+                f"The first-token timeout must be positive, not {first_token_timeout!r}."
+            )
         if max_tokens < 1:
             raise ConfigError(f"max_tokens must be at least 1, not {max_tokens!r}.")
         if max_retries < 0:
@@ -231,6 +251,7 @@ class OpenAIModel:
         self._key_source: KeySource = source
         self._vision = vision
         self.timeout = float(timeout)
+        self.first_token_timeout = float(first_token_timeout)
         self.max_retries = max_retries
         self.temperature = temperature
         self.backoff_base = backoff_base
@@ -245,7 +266,13 @@ class OpenAIModel:
         self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
         """How retries wait; tests replace it to record the delays."""
         self._client = openai.AsyncOpenAI(
-            api_key=key, base_url=url, timeout=self.timeout, max_retries=0
+            api_key=key,
+            base_url=url,
+            # the stream's own watchdog (_next) tells the first token from silence
+            timeout=openai.Timeout(
+                max(self.timeout, self.first_token_timeout), connect=min(self.timeout, 30.0)
+            ),
+            max_retries=0,
         )
 
     def __repr__(self) -> str:
@@ -291,7 +318,7 @@ class OpenAIModel:
             streamed: list[str] = []
             try:
                 return await self._attempt(messages, payload, streamed, on_delta, tools)
-            except (openai.APIError, json.JSONDecodeError, _BrokenStream) as exc:
+            except (openai.APIError, json.JSONDecodeError, _BrokenStream, _Silent) as exc:
                 error: Exception = exc
             if tools and self._refuses_tools(error):
                 self._tools = False
@@ -362,14 +389,26 @@ class OpenAIModel:
         usage: CompletionUsage | None = None
         chunks = 0
         thinking = False
+        spoke = False
+        """A token came (text, reasoning or a call): from now on silence is timed."""
 
         def say(text: str) -> None:
+            nonlocal spoke
+            spoke = True
             streamed.append(text)
             if on_delta is not None:
                 on_delta(text)
 
         async with stream:
-            async for chunk in stream:
+            chunks_in = stream.__aiter__()
+            while True:
+                limit = self.timeout if spoke else self.first_token_timeout
+                try:
+                    chunk = await asyncio.wait_for(chunks_in.__anext__(), limit)
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError:
+                    raise _Silent(not spoke, limit) from None
                 item: object = chunk  # unvalidated: a server can send any JSON value
                 if not isinstance(item, ChatCompletionChunk):
                     raise _BrokenStream(f"a stream event was not a chunk object: {item!r:.80}")
@@ -399,6 +438,7 @@ class OpenAIModel:
                     for piece in pieces:
                         call = calls.setdefault(piece.index, _PendingCall())
                         function = piece.function
+                        spoke = True
                         if function is not None and function.name:
                             call.name += function.name
                         if function is not None and function.arguments:
@@ -498,8 +538,26 @@ class OpenAIModel:
         url = self._base_url
         if isinstance(error, openai.APIStatusError):
             return self._classify_status(error)
+        if isinstance(error, _Silent) and error.first:
+            within = f"within {_seconds(error.seconds)} s"
+            return _Failure(
+                f"no first token from {url} {within}",
+                f"No first token from {url} {within} (timeout). A local model may still be "
+                "reading a long prompt: allow longer with --first-token-timeout, or use a "
+                "smaller model or prompt.",
+                retryable=True,
+            )
+        if isinstance(error, _Silent):
+            within = f"within {_seconds(error.seconds)} s"
+            return _Failure(
+                f"no answer from {url} {within}",
+                f"No answer from {url} {within} (timeout): the reply stopped in the middle. "
+                "The server may be overloaded: try again, or allow longer with "
+                "--model-timeout.",
+                retryable=True,
+            )
         if isinstance(error, openai.APITimeoutError):
-            within = f"within {_seconds(self.timeout)} s"
+            within = f"within {_seconds(max(self.timeout, self.first_token_timeout))} s"
             return _Failure(
                 f"no answer from {url} {within}",
                 f"No answer from {url} {within} (timeout). The server may be overloaded or"

@@ -121,6 +121,8 @@ class Reply(Fault):
     ``reasoning``: streamed first as ``reasoning_content`` deltas (and sent as that
     field of the message), as reasoning models behind vLLM, llama.cpp and DeepSeek's
     API send their thinking.
+    ``wait``: seconds between the stream's start and its first delta, as a model
+    reading a long prompt keeps the client waiting.
     ``calls``: tool calls, ``(name, arguments)`` with the arguments a dict (sent as
     JSON) or a string (sent as it is, valid or not), streamed after ``text`` in
     ``chunk``-sized pieces of arguments; the finish reason becomes ``tool_calls``.
@@ -134,6 +136,7 @@ class Reply(Fault):
     model: str | None = None
     reasoning: str = ""
     calls: tuple[tuple[str, dict[str, Any] | str], ...] = ()
+    wait: float = 0.0
 
     def arguments(self) -> list[tuple[str, str]]:
         return [(n, a if isinstance(a, str) else json.dumps(a)) for n, a in self.calls]
@@ -500,6 +503,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
     def _full_reply(self, body: dict[str, Any], item: Reply) -> None:
+        if item.wait and not self.script._sleep(item.wait):
+            return
         if item.delay and not self.script._sleep(item.delay):
             return
         answer: dict[str, Any] = {
@@ -540,6 +545,8 @@ class _Handler(BaseHTTPRequestHandler):
         model = item.model
         self._start_stream()
         self._send_event(self._chunk(body, {"role": "assistant", "content": ""}, model=model))
+        if item.wait and not self.script._sleep(item.wait):
+            return
         for piece in _pieces(item.reasoning, item.chunk):
             if item.delay and not self.script._sleep(item.delay):
                 return

@@ -92,7 +92,7 @@ async def test_a_server_that_hangs_is_given_up_on_after_the_model_timeout(
     agents: Agents, server: Callable[..., ScriptedServer]
 ) -> None:
     srv = server(Hang(30), *HAPPY)
-    done = await agents(flags(srv, "--model-timeout 1"))
+    done = await agents(flags(srv, "--model-timeout 1 --first-token-timeout 1"))
     assert done.kind == "approved", done.message
     assert any("no answer" in n.lower() and "retry 1 of 4" in n for n in done.notices)
     assert done.transcript_complete()

@@ -97,7 +97,8 @@ async def test_a_hanging_server_ends_the_run_with_a_timeout(
     tmp_path: Path,
 ) -> None:
     srv = server(Hang(30))
-    _, result = await run_with(make_model(srv, timeout=0.5, max_retries=0), shared_kernel, tmp_path)
+    model = make_model(srv, timeout=0.5, first_token_timeout=0.5, max_retries=0)
+    _, result = await run_with(model, shared_kernel, tmp_path)
     reason = result.stop_reason
     assert reason.kind == "model_error"
     assert "0.5" in reason.message

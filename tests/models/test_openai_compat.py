@@ -262,7 +262,7 @@ async def test_a_hanging_server_times_out(server: Server, make_model: MakeModel)
     srv = server(Hang(30))
     started = time.monotonic()
     with pytest.raises(ModelError) as caught:
-        await ask(make_model(srv, timeout=0.5, max_retries=0))
+        await ask(make_model(srv, timeout=0.5, first_token_timeout=0.5, max_retries=0))
     assert time.monotonic() - started < 3
     message = str(caught.value)
     assert srv.base_url in message
@@ -411,3 +411,19 @@ async def test_accepts_images_guesses_from_the_name(
     url = "http://127.0.0.1:1/v1"
     assert make_model(url, name).accepts_images is vision
     assert make_model(url, name, vision=not vision).accepts_images is (not vision)
+
+
+async def test_a_slow_first_token_is_waited_for_and_silence_after_it_is_not(
+    server: Server, make_model: MakeModel
+) -> None:
+    # a local model reading a long prompt: 1.5 s before it says anything
+    srv = server(Reply("Read it all.", wait=1.5), Reply("Read it all.", wait=1.5))
+    notes = Notes()
+    model = make_model(srv, timeout=0.5, first_token_timeout=5)
+    reply = await model.complete(PROMPT, role="analyst", on_notice=notes.notice)
+    assert reply.text == "Read it all."
+    assert notes.notices == []  # no retry resent the prompt
+    impatient = make_model(srv, timeout=5, first_token_timeout=0.5, max_retries=0)
+    with pytest.raises(ModelError, match=r"No first token from .* within 0\.5 s") as caught:
+        await impatient.complete(PROMPT, role="analyst")
+    assert "--first-token-timeout" in str(caught.value)
