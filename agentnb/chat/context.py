@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..kernel.outputs import truncate_middle
 from ..models.base import ChatMessage, ContentPart
@@ -52,6 +52,24 @@ class ContextLimits:
     images: int = 1
     """Plot images attached for models that accept images (the most recent ones)."""
     image_bytes: int = 1_500_000
+    full_steps: int | None = None
+    """Steps shown with their code; older ones are one line each (None: all)."""
+
+    def compacted(self) -> ContextLimits:
+        """Limits for a model whose context window the prompt overflowed: the oldest
+        steps as one line each, shorter outputs, summary and history."""
+        return replace(
+            self,
+            latest_output=min(self.latest_output, 1_500),
+            earlier_output=0,
+            review_latest_output=min(self.review_latest_output, 600),
+            review_earlier_output=0,
+            earlier_code=min(self.earlier_code, 400),
+            data_summary=min(self.data_summary, 1_500),
+            history=min(self.history, 800),
+            images=0,
+            full_steps=2,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,6 +141,13 @@ def _brief_text(brief: Brief, limits: ContextLimits, *, reviewing_step: bool = F
         last = len(brief.steps) - 1
         blocks = []
         for i, step in enumerate(brief.steps):
+            if limits.full_steps is not None and i <= last - limits.full_steps:
+                first = next((line for line in step.code.splitlines() if line.strip()), "")
+                blocks.append(
+                    f"### Step {step.number} ({step.execution.status}): "
+                    f"`{truncate_middle(first.strip(), 80)}` …"
+                )
+                continue
             later_ok = any(s.execution.ok for s in brief.steps[i + 1 :])
             superseded = not step.execution.ok and i < last and later_ok
             if reviewing_step:

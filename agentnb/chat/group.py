@@ -29,6 +29,7 @@ from ..errors import AgentnbError, ConfigError, KernelError, ModelError
 from ..kernel.data import summary_code
 from ..models.base import (
     ChatMessage,
+    ContextTooLong,
     ModelClient,
     ModelReply,
     ToolCall,
@@ -637,6 +638,19 @@ class GroupChat:
         except ToolsRefused as refused:
             self._tools_refused(agent, refused)
             prompt = build(False)
+            reply = await self._call(agent, prompt, phase, step)
+        except ContextTooLong as overflow:
+            if self.limits.full_steps is not None:  # compacted already: nothing left to cut
+                raise
+            self.limits = self.limits.compacted()
+            self._emit(
+                Notice(
+                    level="warning",
+                    text=f"{overflow} From now on the oldest steps are compacted; asking again.",
+                    agent=agent,
+                )
+            )
+            prompt = build(self.tools[agent])
             reply = await self._call(agent, prompt, phase, step)
         for attempt in range(self.guards.protocol_retries + 1):
             text = reply.text

@@ -41,7 +41,9 @@ def resolve_model(
     first_token_timeout: float | None = None,
 ) -> ModelClient:
     """A client for ``spec``: ``scripted:PATH``, ``replay:TRANSCRIPT``, a model name
-    for an OpenAI-compatible endpoint, or a client (returned as is).
+    for an OpenAI-compatible endpoint, or a client (returned as is). Names joined by
+    commas (``gpt-4o,gpt-4o-mini``) fall back from one to the next
+    (:class:`~agentnb.models.fallback.FallbackModel`).
 
     ``cache`` wraps endpoint models in the on-disk response cache (True: the default
     folder; a path: that folder). ``max_tokens`` bounds each reply of an endpoint model
@@ -52,6 +54,29 @@ def resolve_model(
         raise ConfigError(_NO_MODEL)
     if not isinstance(spec, str):
         return spec
+    if "," in spec:  # a, b: the next when one fails for good
+        from .fallback import FallbackModel
+
+        names = [part.strip() for part in spec.split(",") if part.strip()]
+        if len(names) > 1:
+            return FallbackModel(
+                [
+                    resolve_model(
+                        name,
+                        base_url=base_url,
+                        api_key=api_key,
+                        vision=vision,
+                        timeout=timeout,
+                        cache=cache,
+                        max_tokens=max_tokens,
+                        retries=retries,
+                        retry_backoff=retry_backoff,
+                        first_token_timeout=first_token_timeout,
+                    )
+                    for name in names
+                ]
+            )
+        spec = names[0] if names else ""
     spec = spec.strip()
     if not spec:
         raise ConfigError(_NO_MODEL)

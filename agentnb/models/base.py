@@ -11,6 +11,7 @@ from ..errors import ModelError
 __all__ = [
     "ChatMessage",
     "ContentPart",
+    "ContextTooLong",
     "DeltaCallback",
     "ModelClient",
     "ModelReply",
@@ -86,6 +87,10 @@ class Usage:
 
 Tool = Mapping[str, Any]
 """An OpenAI function tool: ``{"type": "function", "function": {"name": ..., ...}}``."""
+
+
+class ContextTooLong(ModelError):
+    """The prompt is longer than the model's context window (the server said so)."""
 
 
 class ToolsRefused(ModelError):

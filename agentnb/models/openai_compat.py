@@ -35,6 +35,7 @@ from ..errors import ConfigError, ModelError
 from .arguments import ArgumentStream
 from .base import (
     ChatMessage,
+    ContextTooLong,
     DeltaCallback,
     ModelReply,
     NoticeCallback,
@@ -70,6 +71,13 @@ _VISION_HINTS = ("gpt-4o", "gpt-4.1", "gpt-5", "vision", "llava", "-vl")
 _O_SERIES = re.compile(r"(?:^|[^a-z0-9])o[134](?:$|[^a-z0-9])")
 _SECRET_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{3})[A-Za-z0-9_\-]{6,}")
 _STATUS_REASONS = {408: "request timeout", 409: "conflict", 429: "rate limited"}
+_TOO_LONG = re.compile(
+    r"context[ _-]?(length|window|size)|maximum context|too many tokens|prompt is too long"
+    r"|exceeds? the (available )?context|input is too long|reduce the length",
+    re.IGNORECASE,
+)
+"""How servers say a prompt does not fit: OpenAI (context_length_exceeded), vLLM,
+llama.cpp ("exceeds the available context size"), Ollama, LM Studio."""
 
 KeySource = Literal["argument", "environment", "placeholder"]
 
@@ -116,6 +124,7 @@ class _Failure:
     retryable: bool
     retry_after: float | None = None
     model_unknown: bool = False
+    too_long: bool = False
 
 
 def _host(url: str) -> str:
@@ -339,6 +348,8 @@ class OpenAIModel:
                     )
                 continue
             failure = self._classify(error)
+            if failure.too_long:
+                raise ContextTooLong(failure.message) from error
             if not failure.retryable:
                 raise ModelError(await self._final_message(failure)) from error
             if retries >= self.max_retries:
@@ -634,6 +645,15 @@ class OpenAIModel:
                     " the base URL: OpenAI-compatible servers usually end in /v1."
                 )
             return _Failure(f"HTTP 404 from {url}", message, False, model_unknown=unknown)
+        if code in (400, 413, 422, 500) and _TOO_LONG.search(said):
+            return _Failure(
+                f"HTTP {code} from {url} (the prompt is too long)",
+                f"The prompt is too long for {self._model} at {url} (HTTP {code}{colon_said}). "
+                "Give it a larger context window (llama-server -c, Ollama num_ctx), or use a "
+                "model with a longer one.",
+                retryable=False,
+                too_long=True,
+            )
         if code in _STATUS_REASONS or code >= 500:
             reason = _STATUS_REASONS.get(code, "server error")
             return _Failure(
