@@ -701,30 +701,57 @@ class GroupChat:
         self._emit(AgentThinking(agent=agent, phase=phase, step=step))
         started = time.monotonic()
 
+        streamed: list[str] = []
+        began = False
+
         def delta(text: str) -> None:
+            streamed.append(text)
             self._emit(TokenDelta(agent=agent, text=text))
 
         def notice(text: str) -> None:
             self._emit(Notice(level="warning", text=text, agent=agent))
 
         offer = {"tools": tools_for(self.roles[agent].kind)} if self.tools.get(agent) else {}
-        reply = await self._guarded(
-            model.complete(prompt, role=agent, on_delta=delta, on_notice=notice, **offer)
-        )
+
+        async def complete() -> ModelReply:
+            nonlocal began
+            began = True
+            return await model.complete(
+                prompt, role=agent, on_delta=delta, on_notice=notice, **offer
+            )
+
+        try:
+            reply = await self._guarded(complete())
+        except _Stopped:
+            if began:  # the server read the prompt and may have answered: it is billed
+                said = "".join(streamed)
+                tokens = sum(estimate_tokens(message_text(m)) for m in prompt)
+                self._count(
+                    agent,
+                    model.name,
+                    ModelReply(said, Usage(tokens, estimate_tokens(said), 1, True), model.name),
+                    started,
+                )
+            raise
         if reply.tool_calls:  # the transcript and a replay keep the calls as text
             reasoning = split_reasoning(reply.text)[0]
             written = "\n\n".join(as_text(call) for call in reply.tool_calls)
             thought = f"<think>\n{reasoning}\n</think>\n\n" if reasoning else ""
             reply = replace(reply, text=thought + written)
-        cost = self.prices.cost(reply.model or model.name, reply.usage)
-        if cost is None and reply.model != model.name:
-            cost = self.prices.cost(model.name, reply.usage)
+        self._count(agent, model.name, reply, started)
+        return reply
+
+    def _count(self, agent: str, name: str, reply: ModelReply, started: float) -> None:
+        """Put a call's tokens and cost on the ledger, and say so."""
+        cost = self.prices.cost(reply.model or name, reply.usage)
+        if cost is None and reply.model != name:
+            cost = self.prices.cost(name, reply.usage)
         self.ledger.add(agent, reply.usage, cost)
         self._turns += 1
         self._emit(
             ModelCalled(
                 agent=agent,
-                model=reply.model or model.name,
+                model=reply.model or name,
                 text=reply.text,
                 usage=reply.usage,
                 cost=cost,
@@ -732,7 +759,6 @@ class GroupChat:
                 cached=reply.cached,
             )
         )
-        return reply
 
     def _tools_refused(self, agent: str, refused: ToolsRefused) -> None:
         """Every agent on that client goes on in the text protocol, said once."""

@@ -70,6 +70,9 @@ class Usage:
     """At least one count is an estimate, not the server's figure."""
     cached: int = 0
     """Calls answered from the response cache, which cost nothing."""
+    reasoning_tokens: int = 0
+    """Of the completion tokens, those the model spent thinking (where the server
+    says: ``completion_tokens_details.reasoning_tokens``)."""
 
     @property
     def total_tokens(self) -> int:
@@ -82,6 +85,7 @@ class Usage:
             self.calls + other.calls,
             self.estimated or other.estimated,
             self.cached + other.cached,
+            self.reasoning_tokens + other.reasoning_tokens,
         )
 
 

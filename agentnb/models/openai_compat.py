@@ -466,7 +466,11 @@ class OpenAIModel:
         text = "".join(streamed)
         made = tuple(ToolCall(c.name, c.arguments) for _, c in sorted(calls.items()) if c.name)
         if usage is not None and usage.prompt_tokens is not None:
-            counted = Usage(usage.prompt_tokens, usage.completion_tokens or 0, calls=1)
+            details = usage.completion_tokens_details
+            reasoned = (details.reasoning_tokens or 0) if details is not None else 0
+            counted = Usage(
+                usage.prompt_tokens, usage.completion_tokens or 0, 1, reasoning_tokens=reasoned
+            )
         else:
             prompt = "\n".join(message_text(m) for m in messages)
             counted = Usage(estimate_tokens(prompt), estimate_tokens(text), 1, estimated=True)

@@ -113,7 +113,8 @@ class Reply(Fault):
     """A normal reply, with options.
 
     ``usage``: ``True`` reports token counts the server makes up (words, not real
-    tokens), a ``(prompt, completion)`` pair reports exactly those, ``False`` reports
+    tokens), a ``(prompt, completion)`` pair reports exactly those (a third number:
+    of the completion, the reasoning tokens), ``False`` reports
     none (no usage chunk, no ``usage`` field), as some local servers do.
     ``delay``: seconds to wait before each streamed delta, or before a non-streamed
     reply. ``chunk``: characters per streamed delta; 0 splits at word boundaries.
@@ -129,7 +130,7 @@ class Reply(Fault):
     """
 
     text: str
-    usage: bool | tuple[int, int] = True
+    usage: bool | tuple[int, int] | tuple[int, int, int] = True
     delay: float = 0.0
     chunk: int = 0
     finish_reason: str = "stop"
@@ -488,19 +489,23 @@ class _Handler(BaseHTTPRequestHandler):
             body = _error_body(f"Scripted {item.code}: {phrase}.", kind)
         self._send_json(item.code, body, headers)
 
-    def _usage(self, body: dict[str, Any], item: Reply) -> dict[str, int] | None:
+    def _usage(self, body: dict[str, Any], item: Reply) -> dict[str, Any] | None:
         if item.usage is False:
             return None
+        reasoned: list[int] = []
         if item.usage is True:
             said = item.text + " ".join(a for _, a in item.arguments())
             prompt, completion = _prompt_words(body), len(said.split())
         else:
-            prompt, completion = item.usage
-        return {
+            prompt, completion, *reasoned = item.usage
+        counts: dict[str, Any] = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
         }
+        if reasoned:
+            counts["completion_tokens_details"] = {"reasoning_tokens": reasoned[0]}
+        return counts
 
     def _full_reply(self, body: dict[str, Any], item: Reply) -> None:
         if item.wait and not self.script._sleep(item.wait):

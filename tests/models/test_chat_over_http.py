@@ -3,9 +3,11 @@ real managed kernel: what a user with a flaky or sloppy endpoint experiences."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as widgets
 
@@ -239,3 +241,32 @@ async def test_a_reasoning_field_is_folded_never_run_and_never_resent(
     assert html.count('<details class="agentnb-reasoning">') == 3  # folded, per turn
     assert "No, just sum them." in html  # the user can open and read it
     assert "&lt;think&gt;" not in html
+
+
+async def test_a_call_stopped_midway_is_counted(
+    server: Callable[..., ScriptedServer],
+    make_model: Callable[..., OpenAIModel],
+    shared_kernel: ManagedKernel,
+    run_later: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    # a model streaming slowly, stopped by the user after a few words
+    srv = server(Reply("word " * 200, delay=0.05, chunk=5))
+    stop = asyncio.Event()
+    run_later(1.0, stop.set)
+    events: list[Event] = []
+    result = await arun(
+        "Add up 1, 2 and 3.",
+        model=make_model(srv),
+        kernel=shared_kernel,
+        transcript=tmp_path / "t.jsonl",
+        on_event=events.append,
+        stop=stop,
+    )
+    assert result.stop_reason.kind == "user_stop"
+    (called,) = [e for e in events if isinstance(e, ModelCalled)]
+    assert called.text.startswith("word word")
+    assert called.usage.calls == 1
+    assert called.usage.estimated  # the server never sent its count
+    assert result.usage["analyst"].prompt_tokens > 0
+    assert 0 < result.usage["analyst"].completion_tokens < 200

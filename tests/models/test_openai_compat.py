@@ -427,3 +427,11 @@ async def test_a_slow_first_token_is_waited_for_and_silence_after_it_is_not(
     with pytest.raises(ModelError, match=r"No first token from .* within 0\.5 s") as caught:
         await impatient.complete(PROMPT, role="analyst")
     assert "--first-token-timeout" in str(caught.value)
+
+
+async def test_reasoning_tokens_are_counted_where_the_server_says(
+    server: Server, make_model: MakeModel
+) -> None:
+    srv = server(Reply("42.", reasoning="Six times seven.", usage=(100, 50, 30)))
+    reply = await make_model(srv).complete(PROMPT, role="analyst")
+    assert (reply.usage.completion_tokens, reply.usage.reasoning_tokens) == (50, 30)
