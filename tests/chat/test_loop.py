@@ -12,7 +12,6 @@ from agentnb.chat.approval import ApprovalRequest, CallbackApprover, Decision
 from agentnb.chat.events import (
     AgentThinking,
     ApprovalRequested,
-    Event,
     ExecutionFinished,
     ExecutionStarted,
     MessagePosted,
@@ -26,8 +25,7 @@ from agentnb.chat.roles import ANALYST, CRITIC
 from agentnb.chat.termination import MaxTurns, TextMention, TimeLimit, TokenBudget
 from agentnb.models.scripted import ScriptedModel
 
-from ..conftest import FakeKernel
-from .conftest import ChatRunner, step
+from .conftest import ChatRunner, FakeKernel, scripted_approver, step, stop_when
 
 ENDLESS = {"analyst": [step(f"print({i})") for i in range(50)], "critic": ["APPROVE"] * 50}
 
@@ -310,20 +308,8 @@ async def test_an_empty_author_reply_is_corrected(fast_chat: ChatRunner) -> None
 # --- approvals --------------------------------------------------------------------------
 
 
-def _approver(*decisions: Decision) -> tuple[CallbackApprover, list[ApprovalRequest]]:
-    """An approver that answers with ``decisions`` in order and notes what it was asked."""
-    queue = list(decisions)
-    seen: list[ApprovalRequest] = []
-
-    def decide(request: ApprovalRequest) -> Decision:
-        seen.append(request)
-        return queue.pop(0)
-
-    return CallbackApprover(decide), seen
-
-
 async def test_approve_each_asks_before_every_step_and_the_report(fast_chat: ChatRunner) -> None:
-    approver, seen = _approver(Decision.approve(), Decision.approve())
+    approver, seen = scripted_approver(Decision.approve(), Decision.approve())
     run = await fast_chat(
         {"analyst": [step("print('ok')"), "Fine."], "critic": ["APPROVE looks right", "APPROVE"]},
         approve="each",
@@ -337,7 +323,7 @@ async def test_approve_each_asks_before_every_step_and_the_report(fast_chat: Cha
 
 
 async def test_approve_final_asks_only_about_the_report(fast_chat: ChatRunner) -> None:
-    approver, seen = _approver(Decision.approve())
+    approver, seen = scripted_approver(Decision.approve())
     run = await fast_chat(
         {"analyst": [step("print('x')"), "Fine."], "critic": ["APPROVE", "APPROVE"]},
         approve="final",
@@ -363,7 +349,9 @@ async def test_an_async_approver_is_awaited(fast_chat: ChatRunner) -> None:
 async def test_an_edited_step_runs_as_edited(
     fast_chat: ChatRunner, fake_kernel: FakeKernel
 ) -> None:
-    approver, _ = _approver(Decision.edit("print('edited by the user')"), Decision.approve())
+    approver, _ = scripted_approver(
+        Decision.edit("print('edited by the user')"), Decision.approve()
+    )
     run = await fast_chat(
         {"analyst": [step("print('as proposed')"), "Fine."], "critic": ["APPROVE", "APPROVE"]},
         approve="each",
@@ -379,7 +367,7 @@ async def test_an_edited_step_runs_as_edited(
 
 
 async def test_an_edited_report_is_the_final_report(fast_chat: ChatRunner) -> None:
-    approver, _ = _approver(Decision.edit("It is 5 kg."))
+    approver, _ = scripted_approver(Decision.edit("It is 5 kg."))
     run = await fast_chat(
         {"analyst": ["It is 5."], "critic": ["APPROVE"]}, approve="final", approver=approver
     )
@@ -389,7 +377,7 @@ async def test_an_edited_report_is_the_final_report(fast_chat: ChatRunner) -> No
 async def test_a_rejected_step_does_not_run_and_the_feedback_reaches_the_analyst(
     fast_chat: ChatRunner, fake_kernel: FakeKernel
 ) -> None:
-    approver, _ = _approver(
+    approver, _ = scripted_approver(
         Decision.reject("Use a log scale instead."), Decision.approve(), Decision.approve()
     )
     run = await fast_chat(
@@ -408,7 +396,7 @@ async def test_a_rejected_step_does_not_run_and_the_feedback_reaches_the_analyst
 
 
 async def test_rejections_do_not_count_as_revisions(fast_chat: ChatRunner) -> None:
-    approver, _ = _approver(Decision.reject(), Decision.reject(), *[Decision.approve()] * 2)
+    approver, _ = scripted_approver(Decision.reject(), Decision.reject(), *[Decision.approve()] * 2)
     run = await fast_chat(
         {
             "analyst": [step("print('v')")] * 4 + ["Done."],
@@ -423,7 +411,9 @@ async def test_rejections_do_not_count_as_revisions(fast_chat: ChatRunner) -> No
 
 
 async def test_a_rejected_report_sends_the_analyst_back(fast_chat: ChatRunner) -> None:
-    approver, _ = _approver(Decision.reject("Give the number with units."), Decision.approve())
+    approver, _ = scripted_approver(
+        Decision.reject("Give the number with units."), Decision.approve()
+    )
     run = await fast_chat(
         {"analyst": ["It is 5.", "It is 5 kg."], "critic": ["APPROVE", "APPROVE"]},
         approve="final",
@@ -436,7 +426,7 @@ async def test_a_rejected_report_sends_the_analyst_back(fast_chat: ChatRunner) -
 async def test_stop_at_an_approval_ends_the_run_with_the_reason(
     fast_chat: ChatRunner, fake_kernel: FakeKernel
 ) -> None:
-    approver, _ = _approver(Decision.stop())
+    approver, _ = scripted_approver(Decision.stop())
     run = await fast_chat(
         {"analyst": [step("print('never')")], "critic": ["APPROVE"]},
         approve="each",
@@ -454,23 +444,12 @@ async def test_stop_at_an_approval_ends_the_run_with_the_reason(
 # --- stopping from outside ----------------------------------------------------------------
 
 
-def _stop_when(chat: GroupChat, kind: type[Event], after: float) -> None:
-    """Call ``chat.stop()`` ``after`` seconds after the first event of ``kind``."""
-    armed = []
-
-    def observe(event: Event) -> None:
-        if isinstance(event, kind) and not armed:
-            armed.append(asyncio.get_running_loop().call_later(after, chat.stop))
-
-    chat.observers.append(observe)
-
-
 async def test_user_stop_during_a_model_call_abandons_it(fake_kernel: FakeKernel) -> None:
     slow = ScriptedModel({"analyst": ["word " * 400], "critic": ["APPROVE"]}, chunk_delay=0.01)
     chat = GroupChat(
         roles=[ANALYST, CRITIC], models={"analyst": slow, "critic": slow}, executor=fake_kernel
     )
-    _stop_when(chat, AgentThinking, 0.05)
+    stop_when(chat, AgentThinking, 0.05)
     result = await asyncio.wait_for(chat.run("Say many words."), 5)
     assert result.stop_reason.kind == "user_stop"
     assert result.usage == {}  # the abandoned call never finished
@@ -486,7 +465,7 @@ async def test_user_stop_during_a_step_interrupts_it(fake_kernel: FakeKernel) ->
     chat = GroupChat(
         roles=[ANALYST, CRITIC], models={"analyst": model, "critic": model}, executor=fake_kernel
     )
-    _stop_when(chat, ExecutionStarted, 0.05)
+    stop_when(chat, ExecutionStarted, 0.05)
     result = await asyncio.wait_for(chat.run("Wait."), 5)
     assert result.stop_reason.kind == "user_stop"
     assert fake_kernel.interrupts == 1
