@@ -8,7 +8,6 @@ import asyncio
 import inspect
 import json
 import os
-import socket
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -28,6 +27,8 @@ from agentnb.kernel.outputs import Output
 from agentnb.models.scripted import ScriptedModel
 from agentnb.models.server import Fault, ScriptedServer
 from agentnb.run import arun
+
+from .processes import alive, free_port, process_state
 
 # Kernels under test are small and quick: no preloaded libraries unless a test
 # asks for them, short limits so failure paths finish in seconds.
@@ -68,15 +69,6 @@ async def kernel(make_kernel: Callable[..., ManagedKernel]) -> ManagedKernel:
     return fresh
 
 
-def process_state(pid: int) -> str | None:
-    """The process's state letter from /proc (Z = zombie), or None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
 def host_pids(*argv: str) -> list[int]:
     """Live processes of this machine running exactly ``argv``. A sandboxed kernel's
     code sees the pids of its own PID namespace, so tests find its processes here."""
@@ -88,7 +80,7 @@ def host_pids(*argv: str) -> list[int]:
                 found.append(int(entry))
         except OSError:
             continue
-    return [pid for pid in found if process_state(pid) not in (None, "Z")]
+    return [pid for pid in found if alive(pid)]
 
 
 @pytest.fixture
@@ -145,9 +137,7 @@ def server() -> Iterator[Callable[..., ScriptedServer]]:
 @pytest.fixture
 def closed_port() -> int:
     """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 # --- a notebook's own kernel -------------------------------------------------------
