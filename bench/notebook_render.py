@@ -596,6 +596,15 @@ class Driver(Notebook):
         console = ConsoleLog()
         console.attach(page)
         super().__init__(page, server, console, server.base / "screenshots", timeout=60.0)
+        self.page_errors: list[str] = []
+        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+
+    @classmethod
+    def in_new_page(cls, browser: Any, server: JupyterServer) -> Driver:
+        """A driver of a new page in a fresh browser context (close: ``page.context``)."""
+        page = browser.new_context(viewport=VIEWPORT).new_page()
+        page.set_default_timeout(60_000)
+        return cls(page, server)
 
     def run(self, index: int, timeout: float = 120) -> str:
         """Run a cell and wait for it to finish (its request's idle status); its output text."""
@@ -904,14 +913,10 @@ def first_render(browser: Any, frontend: str, base: Path, args: argparse.Namespa
     server.start()
     shutil.copy(DEMO / "sales.csv", server.root / "sales.csv")
     shutil.copy(DEMO / "replies.yaml", server.root / "replies.yaml")
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    driver = Driver(page, server)
+    driver = Driver.in_new_page(browser, server)
+    page = driver.page
     driver.create("first.ipynb", FIRST_RENDER_CELLS)
-    out: dict[str, Any] = {"quiet_waits": [], "page_errors": errors}
+    out: dict[str, Any] = {"quiet_waits": [], "page_errors": driver.page_errors}
     for key in ("cold", "warm", "trivial", "html", "cold_preimport", "cold_all", *VARIANTS):
         out[key] = []
 
@@ -1027,7 +1032,7 @@ def first_render(browser: Any, frontend: str, base: Path, args: argparse.Namespa
             + ", ".join(KINDS[k] for k in VARIANTS)
         )
     finally:
-        context.close()
+        page.context.close()
         server.stop()
     out["server_ready_s"] = server.ready_seconds
     return out
@@ -1059,12 +1064,8 @@ def long_run_browser(
     )
     cells = [SETUP_CELL, STATUS_CELL, TRIVIAL_CELL, PROBE_CELL, agents, NO_INSERT_CELL]
     i_trivial, i_probe, i_agents, i_no_insert = 2, 3, 4, 5
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    driver = Driver(page, server)
+    driver = Driver.in_new_page(browser, server)
+    page = driver.page
     driver.create("long.ipynb", cells)
     try:
         driver.open("long.ipynb", timeout=90)
@@ -1139,7 +1140,7 @@ def long_run_browser(
             }"""
         )
     finally:
-        context.close()
+        page.context.close()
         server.stop()
     t0 = m["t0"]
     run_window = (t0, m["idle"])
@@ -1165,7 +1166,7 @@ def long_run_browser(
         "dom_after": dom_after,
         "quiet_before": quiet_before,
         "load_during_run": load,
-        "page_errors": errors,
+        "page_errors": driver.page_errors,
     }
 
 
