@@ -2,6 +2,10 @@
 
 Nothing written by these helpers contains a path of the machine that ran them, so
 the JSON results can be committed as they are.
+
+Importing this module makes the repository's ``tests`` package importable: the benchmarks
+start their Jupyter servers and Kernel Gateway with the tests' own code
+(``tests.browser.harness``, ``tests.kernel.gateway``), not with copies of it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = RESULTS.parent.parent
+if str(REPO) not in sys.path[:2]:
+    # first after the script's folder, as ``python -m`` from the root would have it: this
+    # checkout's ``tests`` (and ``agentnb``), whatever an editable install points at
+    sys.path.insert(1, str(REPO))
 
 
 def ensure_interpreter(modules: Sequence[str], needs: str) -> None:

@@ -28,20 +28,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import secrets
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from _util import (
@@ -58,6 +51,7 @@ from agentnb import KernelConfig, ManagedKernel
 from agentnb.kernel.backend import Message
 from agentnb.kernel.gateway import GatewayBackend
 from agentnb.kernel.local import LocalBackend
+from tests.kernel.gateway import running_gateway
 
 SETUP = """\
 import numpy as np
@@ -92,63 +86,13 @@ PATHS = ("local", "gateway")
 
 @contextmanager
 def kernel_gateway() -> Iterator[tuple[str, str]]:
-    """A ``jupyter kernelgateway`` on a free loopback port: (url, token)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    token = secrets.token_hex(16)
-    workdir = tempfile.mkdtemp(prefix="agentnb-bench-gateway-")
-    log = open(os.path.join(workdir, "gateway.log"), "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kernel_gateway",
-            "--KernelGatewayApp.ip=127.0.0.1",
-            f"--KernelGatewayApp.port={port}",
-            "--KernelGatewayApp.port_retries=0",
-            f"--KernelGatewayApp.auth_token={token}",
-            "--JupyterWebsocketPersonality.list_kernels=True",
-        ],
-        cwd=workdir,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            _kernels(url, token)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise SystemExit("the kernel gateway did not start; is it installed?") from None
-            time.sleep(0.2)
-    try:
-        yield url, token
-    finally:
-        left = _kernels(url, token)
+    """A ``jupyter kernelgateway`` on a free loopback port, the tests' own: (url, token)."""
+    where = Path(tempfile.mkdtemp(prefix="agentnb-bench-gateway-"))
+    with running_gateway(where) as gateway:
+        yield gateway.url, gateway.token
+        left = gateway.kernels()
         if left:
             print(f"warning: {len(left)} kernel(s) left on the gateway")
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-
-
-def _kernels(url: str, token: str) -> list[Any]:
-    request = urllib.request.Request(
-        f"{url}/api/kernels", headers={"Authorization": f"token {token}"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        result: list[Any] = json.load(response)
-        return result
 
 
 # --- the two paths, with the kernel's busy time noted as messages pass -----------------

@@ -52,23 +52,27 @@ import gc
 import itertools
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from _util import CpuWatch, machine_info, ms, percentile, print_table, summarize, write_json
+
+from tests.browser.harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    ConsoleLog,
+    JupyterServer,
+    Notebook,
+)
 
 PACKAGES = [
     "agentnb",
@@ -82,17 +86,6 @@ PACKAGES = [
     "pygments",
     "pandas",
 ]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-VIEWPORT = {"width": 1280, "height": 900}
 TARGET_MS = 200.0
 DEMO = Path(__file__).resolve().parent.parent / "agentnb" / "demo"
 
@@ -453,197 +446,16 @@ def _close_widgets(view: Any) -> None:
     ipywidgets.Widget.close_all()
 
 
-# --- the browser: a Jupyter server of our own --------------------------------------------
+# --- the browser: the tests' Jupyter server and notebook driver, and timed runs ---------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class Server(JupyterServer):
+    """The browser tier's Jupyter server, without the caller's ``AGENTNB_*`` settings."""
 
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        return {key: value for key, value in env.items() if not key.startswith("AGENTNB_")}
 
-class Server:
-    """``jupyter lab`` / ``jupyter notebook`` on 127.0.0.1, isolated under ``base``."""
-
-    def __init__(self, frontend: str, base: Path) -> None:
-        self.frontend = frontend
-        self.base = base
-        self.root = base / "root"
-        self.token = secrets.token_hex(24)
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self.ready_s: float | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _env(self) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("JUPYTER", "JPY_", "IPYTHON", "AGENTNB_"))
-        }
-        for key, name in (
-            ("JUPYTER_CONFIG_DIR", "config"),
-            ("JUPYTER_DATA_DIR", "data"),
-            ("JUPYTER_RUNTIME_DIR", "runtime"),
-            ("JUPYTERLAB_SETTINGS_DIR", "settings"),
-            ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
-            ("IPYTHONDIR", "ipython"),
-        ):
-            (self.base / name).mkdir(parents=True, exist_ok=True)
-            env[key] = str(self.base / name)
-        env["JUPYTER_PREFER_ENV_PATH"] = "0"  # our kernelspec before the venv's
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
-        spec = self.base / "data" / "kernels" / "python3"
-        spec.mkdir(parents=True, exist_ok=True)
-        (spec / "kernel.json").write_text(
-            json.dumps(
-                {
-                    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                    "display_name": "Python 3 (ipykernel)",
-                    "language": "python",
-                }
-            )
-        )
-        news = self.base / "settings" / "@jupyterlab" / "apputils-extension"
-        news.mkdir(parents=True, exist_ok=True)
-        (news / "notification.jupyterlab-settings").write_text(
-            json.dumps({"fetchNews": "false", "checkForUpdates": False})
-        )
-        return env
-
-    def start(self, timeout: float = 90.0) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        env = self._env()
-        started = time.monotonic()
-        for _ in range(3):
-            self.port = free_port()
-            module = "jupyterlab" if self.frontend == "lab" else "notebook"
-            command = [
-                sys.executable,
-                "-m",
-                module,
-                "--no-browser",
-                "--allow-root",
-                "--ip=127.0.0.1",
-                f"--port={self.port}",
-                "--ServerApp.port_retries=0",
-                f"--IdentityProvider.token={self.token}",
-                f"--ServerApp.root_dir={self.root}",
-                "--ServerApp.terminals_enabled=False",
-                "--LabApp.expose_app_in_browser=True",
-                "--JupyterNotebookApp.expose_app_in_browser=True",
-            ]
-            with (self.base / "server.log").open("ab") as log:
-                self.process = subprocess.Popen(
-                    command,
-                    cwd=self.root,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            while time.monotonic() < started + timeout:
-                if self.process.poll() is not None:
-                    break
-                try:
-                    self.api("GET", "/api/status", timeout=2)
-                except (OSError, urllib.error.URLError):
-                    time.sleep(0.1)
-                    continue
-                self.ready_s = time.monotonic() - started
-                return
-        raise RuntimeError(f"the {self.frontend} server did not start; see {self.base}/server.log")
-
-    def api(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
-        request = urllib.request.Request(
-            self.url + path,
-            data=None if body is None else json.dumps(body).encode(),
-            method=method,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-        return json.loads(raw) if raw else None
-
-    def shutdown_kernels(self) -> None:
-        for session in self.api("GET", "/api/sessions"):
-            with contextlib.suppress(urllib.error.HTTPError):
-                self.api("DELETE", f"/api/sessions/{session['id']}")
-        for kernel in self.api("GET", "/api/kernels"):
-            with contextlib.suppress(urllib.error.HTTPError):
-                self.api("DELETE", f"/api/kernels/{kernel['id']}")
-
-    def stop(self) -> None:
-        """Shut the kernels down, stop the server; kill whatever of its process tree is left
-        (kernels run in process groups of their own)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        tree = _descendants(self.process.pid)
-        with contextlib.suppress(Exception):
-            self.shutdown_kernels()
-        tree += [pid for pid in _descendants(self.process.pid) if pid not in tree]
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        time.sleep(0.5)
-        for pid, started in tree:
-            if _start_time(pid) == started:  # still that process, not a reused id
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _descendants(pid: int) -> list[tuple[int, str | None]]:
-    """The processes below ``pid`` (children, grandchildren, …) with their start times."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append((child, _start_time(child)))
-            todo.append(child)
-    return found
-
-
-# --- the browser: driving one notebook ---------------------------------------------------
-
-_STATE_JS = """() => {
-  const app = window.jupyterapp;
-  const w = app && app.shell.currentWidget;
-  const s = {path: null, ready: false, kernel: null, connection: null, kernelId: null, cells: []};
-  if (!w || !w.context) return s;
-  s.path = w.context.path; s.ready = w.context.isReady;
-  const k = w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  if (k) { s.kernel = k.status; s.connection = k.connectionStatus; s.kernelId = k.id; }
-  const cells = w.content && w.content.widgets ? w.content.widgets : [];
-  s.cells = cells.map((c, i) => {
-    const p = c.node.querySelector('.jp-InputPrompt');
-    const o = c.node.querySelector('.jp-OutputArea');
-    const n = c.model.executionCount;
-    return {count: n === undefined ? null : n, prompt: p ? p.textContent.trim() : '',
-            active: w.content.activeCellIndex === i, output: o ? o.textContent : ''};
-  });
-  s.modelCells = w.content && w.content.model ? w.content.model.cells.length : null;
-  return s;
-}"""
 
 # Arms one measurement: a capturing keydown listener (t0), a log of the kernel messages, and
 # a MutationObserver that notes when ``selector`` first appears (new) in the cell, then the
@@ -722,11 +534,6 @@ _ARM_JS = """([index, selector, cardClass]) => {
   };
 }"""
 
-_PROMPT_JS = """(index) => {
-  const cell = window.jupyterapp.shell.currentWidget.content.widgets[index];
-  return cell ? (cell.node.querySelector('.jp-InputPrompt') || cell.node) : null;
-}"""
-
 _DELETE_AFTER_JS = """(index) => {
   const model = window.jupyterapp.shell.currentWidget.content.model.sharedModel;
   const n = model.cells.length;
@@ -782,80 +589,28 @@ _DOM_JS = """(index) => {
 }"""
 
 
-class Driver:
-    """One notebook in one page, run with real key presses."""
+class Driver(Notebook):
+    """The browser tier's notebook driver (real clicks and key presses), plus timed runs."""
 
-    def __init__(self, page: Any, server: Server) -> None:
-        self.page = page
-        self.server = server
-        self.name = ""
+    def __init__(self, page: Any, server: JupyterServer) -> None:
+        console = ConsoleLog()
+        console.attach(page)
+        super().__init__(page, server, console, server.base / "screenshots", timeout=60.0)
+        self.page_errors: list[str] = []
+        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
 
-    def state(self) -> dict[str, Any]:
-        return dict(self.page.evaluate(_STATE_JS))
-
-    def wait(self, check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(Exception):
-                value = check()
-                if value:
-                    return value
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out waiting for {what}; {self.describe()}")
-            self.page.wait_for_timeout(50)
-
-    def describe(self) -> str:
-        """The page's state in short, and the end of the server's log."""
-        try:
-            s = self.state()
-            cells = "; ".join(
-                f"{i} {c['prompt']} {c['output'][-60:]!r}" for i, c in enumerate(s["cells"])
-            )
-            page = f"kernel {s['kernel']} ({s['connection']}), cells: {cells}"
-        except Exception as error:
-            page = f"page unreadable: {error}"
-        log = (self.server.base / "server.log").read_text(errors="replace")[-3000:]
-        return f"{page}\nserver log:\n{log}"
-
-    def open(self, name: str) -> None:
-        self.name = name
-        token = f"token={self.server.token}"
-        if self.server.frontend == "lab":
-            url = f"{self.server.url}/lab/tree/{name}?reset&{token}"
-        else:
-            url = f"{self.server.url}/notebooks/{name}?{token}"
-        self.page.goto(url)
-        self.wait_idle(what=f"{name} to open", timeout=90)
-
-    def wait_idle(self, what: str = "the kernel to be idle", timeout: float = 120) -> None:
-        def idle() -> bool:
-            s = self.state()
-            return bool(
-                s["path"] == self.name
-                and s["ready"]
-                and s["kernel"] == "idle"
-                and s["connection"] == "connected"
-                and s["cells"]
-                and len(s["cells"]) == s["modelCells"]
-                and not any("*" in c["prompt"] for c in s["cells"])
-            )
-
-        self.wait(idle, what, timeout)
-
-    def select(self, index: int) -> None:
-        element = self.page.evaluate_handle(_PROMPT_JS, index).as_element()
-        if element is None:
-            raise RuntimeError(f"no cell {index}")
-        element.click()
-        self.wait(lambda: self.state()["cells"][index]["active"], f"cell {index} to be active")
+    @classmethod
+    def in_new_page(cls, browser: Any, server: JupyterServer) -> Driver:
+        """A driver of a new page in a fresh browser context (close: ``page.context``)."""
+        page = browser.new_context(viewport=VIEWPORT).new_page()
+        page.set_default_timeout(60_000)
+        return cls(page, server)
 
     def run(self, index: int, timeout: float = 120) -> str:
         """Run a cell and wait for it to finish (its request's idle status); its output text."""
         self.timed_run(index, "", timeout=timeout)
-        self.wait(
-            lambda: "*" not in self.state()["cells"][index]["prompt"], f"cell {index}'s prompt"
-        )
-        return str(self.state()["cells"][index]["output"])
+        self.wait_for(lambda: not self.is_running(index), f"cell {index}'s prompt")
+        return self.output_text(index)
 
     def timed_run(
         self, index: int, selector: str, card_class: str = "", timeout: float = 120
@@ -865,7 +620,7 @@ class Driver:
         self.page.evaluate(_ARM_JS, [index, selector, card_class])
         self.page.keyboard.press("Control+Enter")
         try:
-            self.wait(
+            self.wait_for(
                 lambda: self.page.evaluate(
                     "() => (!window.__bench.waitFrame || window.__bench.frame !== null)"
                     " && window.__bench.idle !== null"
@@ -914,21 +669,7 @@ class Driver:
             "async () => { await window.jupyterapp.shell.currentWidget"
             ".sessionContext.session.kernel.restart(); }"
         )
-        self.wait_idle("the restarted kernel to be idle")
-
-
-def write_notebook(path: Path, cells: Sequence[str]) -> None:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nbformat.write(nb, path)
+        self.wait_idle(timeout=120)
 
 
 SETUP_CELL = '%load_ext agentnb\nimport pandas as pd\n\nsales = pd.read_csv("sales.csv")'
@@ -1172,14 +913,10 @@ def first_render(browser: Any, frontend: str, base: Path, args: argparse.Namespa
     server.start()
     shutil.copy(DEMO / "sales.csv", server.root / "sales.csv")
     shutil.copy(DEMO / "replies.yaml", server.root / "replies.yaml")
-    write_notebook(server.root / "first.ipynb", FIRST_RENDER_CELLS)
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    driver = Driver(page, server)
-    out: dict[str, Any] = {"quiet_waits": [], "page_errors": errors}
+    driver = Driver.in_new_page(browser, server)
+    page = driver.page
+    driver.create("first.ipynb", FIRST_RENDER_CELLS)
+    out: dict[str, Any] = {"quiet_waits": [], "page_errors": driver.page_errors}
     for key in ("cold", "warm", "trivial", "html", "cold_preimport", "cold_all", *VARIANTS):
         out[key] = []
 
@@ -1245,7 +982,7 @@ def first_render(browser: Any, frontend: str, base: Path, args: argparse.Namespa
 
     try:
         open_started = time.monotonic()
-        driver.open("first.ipynb")
+        driver.open("first.ipynb", timeout=90)
         out["notebook_open_s"] = time.monotonic() - open_started
         first_cells("cold", args.cold, False, "first %%agents cell of a fresh kernel")
         out["quiet_waits"].append(quiet())
@@ -1295,14 +1032,16 @@ def first_render(browser: Any, frontend: str, base: Path, args: argparse.Namespa
             + ", ".join(KINDS[k] for k in VARIANTS)
         )
     finally:
-        context.close()
+        page.context.close()
         server.stop()
-    out["server_ready_s"] = server.ready_s
+    out["server_ready_s"] = server.ready_seconds
     return out
 
 
 # For a run without the steps inserted as cells: the chat widget's share of the page's work.
-NO_INSERT_CELL = "import agentnb.jupyter.cells\n\nagentnb.ui.cells.anchor_cell_id = lambda: None"
+NO_INSERT_CELL = (
+    "import agentnb.jupyter.cells\n\nagentnb.jupyter.cells.anchor_cell_id = lambda: None"
+)
 
 
 def long_run_browser(
@@ -1325,15 +1064,11 @@ def long_run_browser(
     )
     cells = [SETUP_CELL, STATUS_CELL, TRIVIAL_CELL, PROBE_CELL, agents, NO_INSERT_CELL]
     i_trivial, i_probe, i_agents, i_no_insert = 2, 3, 4, 5
-    write_notebook(server.root / "long.ipynb", cells)
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    driver = Driver(page, server)
+    driver = Driver.in_new_page(browser, server)
+    page = driver.page
+    driver.create("long.ipynb", cells)
     try:
-        driver.open("long.ipynb")
+        driver.open("long.ipynb", timeout=90)
         driver.run(0)
         driver.wait_warm(1)
         driver.run(i_probe)
@@ -1405,7 +1140,7 @@ def long_run_browser(
             }"""
         )
     finally:
-        context.close()
+        page.context.close()
         server.stop()
     t0 = m["t0"]
     run_window = (t0, m["idle"])
@@ -1431,7 +1166,7 @@ def long_run_browser(
         "dom_after": dom_after,
         "quiet_before": quiet_before,
         "load_during_run": load,
-        "page_errors": errors,
+        "page_errors": driver.page_errors,
     }
 
 

@@ -321,8 +321,8 @@ def _timed(fn: Callable[[], Any], reps: int = 5) -> float | None:
 def components(bwraps: list[Bwrap]) -> dict[str, float | None]:
     """The uncached probe of each bwrap, the interpreter query and the dotfile scan.
 
-    These call agentnb's private helpers (``agentnb.kernel.sandbox``); where those
-    changed, the part is left out rather than the benchmark failing.
+    The probe and the query call agentnb's private helpers (``agentnb.kernel.sandbox``);
+    where those changed, the part is left out rather than the benchmark failing.
     """
     from agentnb.kernel import sandbox
 
@@ -337,9 +337,8 @@ def components(bwraps: list[Bwrap]) -> dict[str, float | None]:
     out["query of the interpreter's paths (once per interpreter)"] = (
         _timed(lambda: paths(sys.executable)) if paths else None
     )
-    hidden = getattr(sandbox, "_hidden", None)
-    out["dotfile scan of the working folder (every start and restart)"] = (
-        _timed(lambda: list(hidden(str(REPO), keep=()))) if hidden else None
+    out["dotfile scan of the working folder (every start and restart)"] = _timed(
+        lambda: list(sandbox.hidden_paths(str(REPO)))
     )
     return out
 

@@ -1,27 +1,34 @@
-"""Shared fixtures: real managed kernels, and a way to check that processes are gone."""
+"""Shared fixtures: real managed kernels, a fake one for the engine's own logic, and a way
+to check that processes are gone."""
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import inspect
 import json
 import os
-import socket
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import nbformat
 import pytest
 
 from agentnb import Execution, KernelConfig, ManagedKernel
 from agentnb.chat.events import AgentThinking, Event, ExecutionStarted
-from agentnb.chat.group import RunResult
-from agentnb.models.base import message_text
+from agentnb.chat.group import GroupChat, RunResult
+from agentnb.chat.messages import ExecutionStatus
+from agentnb.chat.roles import ANALYST, CRITIC
+from agentnb.kernel.outputs import Output
 from agentnb.models.scripted import ScriptedModel
 from agentnb.models.server import Fault, ScriptedServer
 from agentnb.run import arun
+
+from .processes import alive, free_port, process_state
 
 # Kernels under test are small and quick: no preloaded libraries unless a test
 # asks for them, short limits so failure paths finish in seconds.
@@ -62,15 +69,6 @@ async def kernel(make_kernel: Callable[..., ManagedKernel]) -> ManagedKernel:
     return fresh
 
 
-def process_state(pid: int) -> str | None:
-    """The process's state letter from /proc (Z = zombie), or None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
 def host_pids(*argv: str) -> list[int]:
     """Live processes of this machine running exactly ``argv``. A sandboxed kernel's
     code sees the pids of its own PID namespace, so tests find its processes here."""
@@ -82,7 +80,7 @@ def host_pids(*argv: str) -> list[int]:
                 found.append(int(entry))
         except OSError:
             continue
-    return [pid for pid in found if process_state(pid) not in (None, "Z")]
+    return [pid for pid in found if alive(pid)]
 
 
 @pytest.fixture
@@ -139,9 +137,7 @@ def server() -> Iterator[Callable[..., ScriptedServer]]:
 @pytest.fixture
 def closed_port() -> int:
     """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 # --- a notebook's own kernel -------------------------------------------------------
@@ -275,15 +271,28 @@ class Run:
         return order
 
     def prompts(self, role: str) -> list[str]:
-        """The user-message text of every prompt ``role`` received."""
-        return [
-            "\n".join(message_text(m) for m in messages if m.role != "system")
-            for who, messages in self.model.prompts
-            if who == role
-        ]
+        """The text of every prompt ``role`` received, system prompt left out."""
+        return self.model.prompt_texts(role)
 
 
 ChatRunner = Callable[..., Awaitable[Run]]
+
+
+def _model_and_observer(
+    replies: Mapping[str, Sequence[str]] | None, options: dict[str, Any]
+) -> tuple[ScriptedModel, list[Event], Callable[[Event], None]]:
+    """The run's model (``options["model"]`` or the replies scripted) and an observer that
+    collects its events (and passes them on to ``options["on_event"]``)."""
+    model = options.pop("model", None) or ScriptedModel(dict(replies or {}))
+    events: list[Event] = []
+    also = options.pop("on_event", None)
+
+    def observe(event: Event) -> None:
+        events.append(event)
+        if also is not None:
+            also(event)
+
+    return model, events, observe
 
 
 @pytest.fixture
@@ -295,18 +304,8 @@ def chat(shared_kernel: ManagedKernel, tmp_path: Path) -> ChatRunner:
         task: str = "Find out something about the numbers.",
         **options: Any,
     ) -> Run:
-        model = options.pop("model", None) or ScriptedModel(dict(replies or {}))
-        events: list[Event] = []
-        also = options.pop("on_event", None)
-
-        def observe(event: Event) -> None:
-            events.append(event)
-            if also is not None:
-                also(event)
-
-        transcript = (
-            options.pop("transcript", None) or tmp_path / f"run-{len(events)}-{id(events)}.jsonl"
-        )
+        model, events, observe = _model_and_observer(replies, options)
+        transcript = options.pop("transcript", None) or tmp_path / f"run-{id(events)}.jsonl"
         result = await arun(
             task,
             model=model,
@@ -315,6 +314,139 @@ def chat(shared_kernel: ManagedKernel, tmp_path: Path) -> ChatRunner:
             on_event=observe,
             **options,
         )
+        return Run(result, events, model, transcript)
+
+    return go
+
+
+# --- the engine without a kernel ------------------------------------------------------
+
+
+class FakeKernel:
+    """An in-process stand-in for :class:`ManagedKernel` where a test is about the chat's
+    own logic (its ``Executor`` protocol: ``execute`` and ``interrupt``).
+
+    Each step runs with ``exec`` in one namespace, so a step sees the variables of the
+    steps before it. ``print`` becomes a stdout stream output, the value of a last
+    expression an ``execute_result``, an exception an ``error`` output (status
+    ``error``). Top-level ``await`` works: a step that awaits (``await asyncio.sleep(30)``)
+    can be interrupted (status ``interrupted``) or run out of time (``timeout``), its
+    output so far kept, as in a real kernel.
+
+    ``ran`` lists the code of every step in the order it ran. The real kernel stays at
+    the seams a user touches: this fake is for engine tests only.
+    """
+
+    def __init__(self) -> None:
+        self.namespace: dict[str, Any] = {}
+        self.ran: list[str] = []
+        self.interrupts = 0
+        self._step: asyncio.Future[None] | None = None
+        self._count = 0
+
+    async def execute(self, code: str, *, timeout: float | None = None) -> Execution:
+        self.ran.append(code)
+        self._count += 1
+        outputs: list[Output] = []
+        started = time.monotonic()
+        self._step = step = asyncio.ensure_future(self._run(code, outputs))
+        interrupts = self.interrupts
+        try:
+            await asyncio.wait({step}, timeout=timeout)
+        finally:
+            self._step = None
+        status: ExecutionStatus = "ok"
+        if not step.done():
+            step.cancel()
+            status = "timeout"
+        elif step.cancelled():
+            status = "interrupted" if self.interrupts > interrupts else "timeout"
+        elif (error := step.exception()) is not None:
+            status = "error"
+            outputs.append(_error_output(error))
+        return Execution(
+            code=code,
+            status=status,
+            outputs=tuple(outputs),
+            execution_count=self._count,
+            duration=time.monotonic() - started,
+        )
+
+    async def interrupt(self) -> None:
+        self.interrupts += 1
+        if self._step is not None:
+            self._step.cancel()
+
+    async def _run(self, code: str, outputs: list[Output]) -> None:
+        def write(*values: object, sep: str | None = " ", end: str | None = "\n", **_: Any) -> None:
+            text = (sep if sep is not None else " ").join(map(str, values))
+            text += end if end is not None else "\n"
+            if outputs and outputs[-1].get("name") == "stdout":
+                outputs[-1]["text"] += text
+            else:
+                outputs.append(nbformat.v4.new_output("stream", name="stdout", text=text))
+
+        self.namespace["print"] = write
+        tree = ast.parse(code)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        await self._eval(ast.Module(body=tree.body, type_ignores=[]), "exec")
+        if last is not None:
+            value = await self._eval(ast.Expression(body=last.value), "eval")
+            if value is not None:
+                data = {"text/plain": repr(value)}
+                outputs.append(
+                    nbformat.v4.new_output("execute_result", data=data, execution_count=self._count)
+                )
+
+    async def _eval(self, tree: ast.Module | ast.Expression, mode: str) -> Any:
+        compiled = compile(tree, "<step>", mode, flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        result = eval(compiled, self.namespace)
+        if compiled.co_flags & inspect.CO_COROUTINE:
+            result = await result
+        return result
+
+
+def _error_output(exc: BaseException) -> Output:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<step>"]
+    lines = [
+        "Traceback (most recent call last):\n",
+        *traceback.format_list(frames),
+        *traceback.format_exception_only(type(exc), exc),
+    ]
+    return nbformat.v4.new_output(
+        "error", ename=type(exc).__name__, evalue=str(exc), traceback=lines
+    )
+
+
+@pytest.fixture
+def fake_kernel() -> FakeKernel:
+    """A :class:`FakeKernel`: steps run in this process, in milliseconds."""
+    return FakeKernel()
+
+
+@pytest.fixture
+def fast_chat(fake_kernel: FakeKernel, tmp_path: Path) -> ChatRunner:
+    """``await fast_chat({"analyst": [...], "critic": [...]}, **group_chat_options)`` →
+    :class:`Run`: a :class:`GroupChat` of the analyst and the critic (or ``roles=``) on
+    ``fake_kernel``, with the scripted replies; no kernel process, no ``arun``."""
+
+    async def go(
+        replies: Mapping[str, Sequence[str]] | None = None,
+        task: str = "Find out something about the numbers.",
+        **options: Any,
+    ) -> Run:
+        model, events, observe = _model_and_observer(replies, options)
+        roles = options.pop("roles", None) or [ANALYST, CRITIC]
+        transcript = options.pop("transcript", None) or tmp_path / f"run-{id(events)}.jsonl"
+        group = GroupChat(
+            roles=roles,
+            models={role.name: model for role in roles},
+            executor=fake_kernel,
+            transcript=transcript,
+            observers=[observe],
+            **options,
+        )
+        result = await group.run(task)
         return Run(result, events, model, transcript)
 
     return go

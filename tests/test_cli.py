@@ -30,7 +30,6 @@ from agentnb.chat.messages import Execution, Feedback
 from agentnb.chat.transcript import read_transcript
 from agentnb.cli import main
 from agentnb.kernel.outputs import strip_ansi
-from agentnb.models.base import message_text
 from agentnb.models.scripted import ScriptedModel
 from agentnb.ui.terminal import TerminalApprover, TerminalView
 
@@ -202,10 +201,10 @@ def test_a_rejection_sends_the_feedback_to_the_analyst(
     assert "mean 20.0" not in err  # the rejected step never ran
     assert "you rejected step 1: use the median instead" in err
     (scripted,) = made
-    analyst_prompts = [messages for role, messages in scripted.prompts if role == "analyst"]
+    analyst_prompts = scripted.prompt_texts("analyst")
     assert len(analyst_prompts) == 3
-    assert "use the median instead" not in message_text(analyst_prompts[0][-1])
-    assert "use the median instead" in "\n".join(message_text(m) for m in analyst_prompts[1])
+    assert "use the median instead" not in analyst_prompts[0]
+    assert "use the median instead" in analyst_prompts[1]
 
 
 def test_stop_at_the_prompt_ends_the_run(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "SandboxUnavailable",
     "default_memory_limit",
     "find_bwrap",
+    "hidden_paths",
     "inside",
     "make_pids_cgroup",
     "network_from_env",
@@ -336,7 +337,7 @@ class SandboxPolicy:
         for path in writable:
             if inside(path, workdir):
                 args += ["--size", str(self.tmp_size), "--tmpfs", path]
-        for path in _hidden(workdir, keep=(self.scratch, self.channels, self.cache)):
+        for path in hidden_paths(workdir, keep=(self.scratch, self.channels, self.cache)):
             args += _mask(path)
         for path in (*_interpreter_paths(python), *self.readable):
             args += _ro(path)
@@ -400,14 +401,30 @@ def _mask(path: str) -> list[str]:
     return ["--ro-bind", "/dev/null", path]
 
 
-def _hidden(root: str, keep: Sequence[str]) -> Iterator[str]:
+# folders of agentnb's other kernels and sessions, where the temporary directory is
+# in sight: connection files and sockets of kernels that may not be sandboxed
+_OTHER_KERNELS = ("agentnb-kernel-", "agentnb-scratch-")
+# folders left unscanned at the limit are hidden whole, up to this many
+_UNSCANNED_LIMIT = 1024
+
+
+def hidden_paths(
+    root: str,
+    keep: Sequence[str] = (),
+    *,
+    scan_limit: int = _SCAN_LIMIT,
+    unscanned_limit: int = _UNSCANNED_LIMIT,
+) -> Iterator[str]:
     """What the sandbox hides of the working folder ``root``: entries named ``.*``
     (``.env``, ``.git``, ``.agentnb`` transcripts, ``.ssh`` of a home), other
     kernels' folders and the Jupyter runtime directory where they lie inside, and
     what the scan did not reach. Never a folder that holds one of ``keep``.
 
-    Breadth first, up to ``_SCAN_LIMIT`` entries: in a larger tree the folders not
+    Breadth first, up to ``scan_limit`` entries: in a larger tree the folders not
     scanned are hidden whole, rather than shown with their dotfiles.
+
+    Raises:
+        SandboxUnavailable: more than ``unscanned_limit`` folders were not scanned.
     """
     kept = [os.path.realpath(path) for path in keep]
 
@@ -419,7 +436,7 @@ def _hidden(root: str, keep: Sequence[str]) -> Iterator[str]:
         yield runtime
     scanned = 0
     todo = collections.deque([root])
-    while todo and scanned < _SCAN_LIMIT:
+    while todo and scanned < scan_limit:
         try:
             entries = list(os.scandir(todo.popleft()))
         except OSError:
@@ -436,23 +453,16 @@ def _hidden(root: str, keep: Sequence[str]) -> Iterator[str]:
                     yield path
             elif entry.is_dir(follow_symlinks=False):
                 todo.append(path)
-    if len(todo) > _UNSCANNED_LIMIT:
+    if len(todo) > unscanned_limit:
         raise SandboxUnavailable(
             f"the working folder {root} is too large to check for dotfiles and secrets "
-            f"before the sandbox starts ({_SCAN_LIMIT:,} entries and {len(todo):,} more "
+            f"before the sandbox starts ({scan_limit:,} entries and {len(todo):,} more "
             "folders): open the notebook from a smaller project folder (or set "
             "KernelConfig.cwd)"
         )
     for path in todo:
         if not holds_kept(path):
             yield path
-
-
-# folders of agentnb's other kernels and sessions, where the temporary directory is
-# in sight: connection files and sockets of kernels that may not be sandboxed
-_OTHER_KERNELS = ("agentnb-kernel-", "agentnb-scratch-")
-# folders left unscanned at the limit are hidden whole, up to this many
-_UNSCANNED_LIMIT = 1024
 
 
 def _jupyter_runtime_dir() -> str | None:

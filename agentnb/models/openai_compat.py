@@ -211,6 +211,9 @@ class OpenAIModel:
     Every call asks for at most ``max_tokens`` tokens (as ``max_completion_tokens``
     where the server refuses ``max_tokens``, as OpenAI's reasoning models do); a reply
     cut by it comes back with ``finish_reason == "length"``.
+
+    ``sleep`` is how a retry waits its delay (default :func:`asyncio.sleep`); give your
+    own to record the delays or to wait less, as tests do.
     """
 
     def __init__(
@@ -228,6 +231,7 @@ class OpenAIModel:
         backoff_cap: float = 20.0,
         retry_after_cap: float = 60.0,
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
         if not model:
             raise ConfigError("A model name is needed, e.g. gpt-4o-mini or llama3.1:8b.")
@@ -272,8 +276,7 @@ class OpenAIModel:
         self._limit_name = "max_tokens"
         """Switched for good to ``max_completion_tokens`` when the server asks for it."""
         self._tools = (url, model) not in _NO_TOOLS
-        self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
-        """How retries wait; tests replace it to record the delays."""
+        self._sleep = sleep or asyncio.sleep
         self._client = openai.AsyncOpenAI(
             api_key=key,
             base_url=url,

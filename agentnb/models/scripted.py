@@ -15,7 +15,8 @@ The file maps an agent's name to its replies, in order (JSON or YAML)::
       - APPROVE, the report matches the results.
 
 A ``default`` list answers agents the file does not name. Every prompt received
-is recorded (``prompts``), and written as JSON lines when ``record`` is given.
+is recorded (``prompts``; as text per agent, ``prompt_texts``), and written as JSON
+lines when ``record`` is given.
 """
 
 from __future__ import annotations
@@ -113,6 +114,15 @@ class ScriptedModel:
     @property
     def accepts_images(self) -> bool:
         return self._vision
+
+    def prompt_texts(self, role: str) -> list[str]:
+        """What ``role`` was asked, call by call: each prompt's messages but the system
+        prompt, as text joined by newlines. For assertions on what an agent saw."""
+        return [
+            "\n".join(message_text(m) for m in messages if m.role != "system")
+            for who, messages in self.prompts
+            if who == role
+        ]
 
     def remaining(self, role: str) -> int:
         return len(self._queue(role)) - self._used.get(self._key(role), 0)

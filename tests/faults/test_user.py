@@ -75,12 +75,8 @@ async def test_a_second_cell_while_one_runs_in_the_background_is_refused(agents:
     assert first.status == "ok"
     second = await agents.cell(f"%%agents {line}\nSomething else?")
     assert "an analysis is still running in this kernel" in usage_error(second)
-    assert (
-        value(
-            await agents.cell("from agentnb.jupyter import magics\nlen(magics._session.analyses)")
-        )
-        == 1
-    )
+    count = "from agentnb.jupyter import magics\nlen(magics._session.analyses)"
+    assert value(await agents.cell(count)) == 1
     await agents.cell("%agents stop")
 
 

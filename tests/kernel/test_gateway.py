@@ -12,19 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import json
 import os
-import secrets
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +34,10 @@ from agentnb.jupyter.session import Agents, parse_line, resolve_settings
 from agentnb.kernel import GatewayBackend
 from agentnb.run import arun
 
+from ..conftest import step
+from ..processes import free_port
+from .gateway import Gateway, running_gateway
+
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("kernel_gateway") is None,
     reason="jupyter_kernel_gateway is not installed (pip install -e '.[test]')",
@@ -50,94 +47,12 @@ pytestmark = pytest.mark.skipif(
 FAST = {"step_timeout": 20.0, "interrupt_grace": 2.0, "preload": ()}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Gateway:
-    url: str
-    token: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def kernels(self) -> list[dict[str, Any]]:
-        """``GET /api/kernels``: the kernels the gateway runs now."""
-        request = urllib.request.Request(
-            f"{self.url}/api/kernels", headers={"Authorization": f"token {self.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            result: list[dict[str, Any]] = json.load(response)
-            return result
-
-    def config(self, **options: Any) -> KernelConfig:
-        return KernelConfig(gateway=self.url, gateway_token=self.token, **{**FAST, **options})
-
-    def children(self) -> set[int]:
-        """Process ids of the gateway's kernels (its child processes)."""
-        found = set()
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, IndexError):
-                    stat = (entry / "stat").read_text()
-                    if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
-                        found.add(int(entry.name))
-        return found
-
-
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A ``jupyter kernelgateway`` on 127.0.0.1 with a random token; killed afterwards,
     kernels included."""
-    where = tmp_path_factory.mktemp("gateway")
-    port, token = free_port(), secrets.token_hex(16)
-    log = where / "gateway.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTNB_", "PYTEST_"))}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kernel_gateway",
-                "--KernelGatewayApp.ip=127.0.0.1",
-                f"--KernelGatewayApp.port={port}",
-                "--KernelGatewayApp.port_retries=0",
-                f"--KernelGatewayApp.auth_token={token}",
-                "--JupyterWebsocketPersonality.list_kernels=True",
-            ],
-            cwd=where,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    started = Gateway(f"http://127.0.0.1:{port}", token, process, log)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            started.kernels()
-            break
-        except (OSError, urllib.error.URLError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the kernel gateway did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-    try:
+    with running_gateway(tmp_path_factory.mktemp("gateway")) as started:
         yield started
-    finally:
-        kernels = started.children()
-        process.send_signal(signal.SIGTERM)  # the gateway shuts its kernels down
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        for pid in kernels:  # kernels run in sessions of their own: none may outlive it
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(autouse=True)
@@ -160,11 +75,12 @@ def no_kernel_left(
 
 @pytest.fixture
 async def remote(gateway: Gateway) -> AsyncIterator[Callable[..., ManagedKernel]]:
-    """Build gateway kernels with any config (not started); all are shut down afterwards."""
+    """Build gateway kernels with any config (not started), on the ``backend`` given (to
+    watch it: ``gateway.backend()``); all are shut down afterwards."""
     made: list[ManagedKernel] = []
 
-    def make(**options: Any) -> ManagedKernel:
-        kernel = ManagedKernel(gateway.config(**options))
+    def make(backend: GatewayBackend | None = None, **options: Any) -> ManagedKernel:
+        kernel = ManagedKernel(gateway.config(**{**FAST, **options}), backend=backend)
         made.append(kernel)
         return kernel
 
@@ -233,10 +149,6 @@ def text_of(step: Any) -> str:
 
 
 # --- a whole analysis ---------------------------------------------------------------
-
-
-def step(code: str, why: str = "Next step.") -> str:
-    return f"{why}\n\n```python\n{code}\n```"
 
 
 async def test_a_scripted_analysis_runs_on_the_gateway(gateway: Gateway, tmp_path: Path) -> None:
@@ -345,11 +257,12 @@ async def test_the_stream_cap_and_the_cpu_limit_apply_in_the_remote_kernel(
 
 
 async def test_a_step_over_its_time_is_interrupted_remotely_and_the_kernel_keeps_its_state(
-    remote: Callable[..., ManagedKernel],
+    remote: Callable[..., ManagedKernel], gateway: Gateway
 ) -> None:
-    kernel = remote(step_timeout=1.5)
+    backend = gateway.backend()
+    kernel = remote(backend=backend, step_timeout=1.5)
     await kernel.execute("x = 41")
-    kernel_id = kernel._backend.kernel_id  # type: ignore[attr-defined]
+    kernel_id = backend.kernel_id
     slow = await kernel.execute("import time\nprint('started', flush=True)\ntime.sleep(60)")
     assert slow.status == "timeout"
     assert not slow.restarted
@@ -358,7 +271,7 @@ async def test_a_step_over_its_time_is_interrupted_remotely_and_the_kernel_keeps
     assert any(o.get("ename") == "KeyboardInterrupt" for o in slow.outputs)
     after = await kernel.execute("x + 1")
     assert after.outputs[0]["data"]["text/plain"] == "42"
-    assert kernel._backend.kernel_id == kernel_id  # type: ignore[attr-defined]
+    assert backend.kernel_id == kernel_id
 
 
 async def test_interrupt_stops_a_remote_step_on_request(
@@ -408,12 +321,13 @@ async def test_a_push_larger_than_a_websocket_message_travels_in_parts(
 async def test_restart_gives_a_fresh_remote_kernel_with_the_pushed_data(
     remote: Callable[..., ManagedKernel], gateway: Gateway
 ) -> None:
-    kernel = remote()
+    backend = gateway.backend()
+    kernel = remote(backend=backend)
     await kernel.push("sales", pd.DataFrame({"n": [1, 2, 3]}))
     await kernel.execute("made = 1")
-    before = kernel._backend.kernel_id  # type: ignore[attr-defined]
+    before = backend.kernel_id
     await kernel.restart()
-    after = kernel._backend.kernel_id  # type: ignore[attr-defined]
+    after = backend.kernel_id
     assert after != before
     result = await kernel.execute("('made' in dir(), int(sales.n.sum()))")
     assert result.outputs[0]["data"]["text/plain"] == "(False, 6)"
@@ -427,9 +341,10 @@ async def test_restart_gives_a_fresh_remote_kernel_with_the_pushed_data(
 async def test_a_kernel_that_dies_remotely_is_replaced(
     remote: Callable[..., ManagedKernel], gateway: Gateway
 ) -> None:
-    kernel = remote()
+    backend = gateway.backend()
+    kernel = remote(backend=backend)
     await kernel.push("sales", [1, 2])
-    before = kernel._backend.kernel_id  # type: ignore[attr-defined]
+    before = backend.kernel_id
     died = await kernel.execute(
         "print('going', flush=True)\nimport os, time\ntime.sleep(0.3)\nos._exit(1)"
     )
@@ -438,20 +353,21 @@ async def test_a_kernel_that_dies_remotely_is_replaced(
     assert "going" in text_of(died)  # what it printed first is kept
     assert f"ended on the gateway {gateway.url}" in died.note
     assert "the data given to the agents was loaded again (sales)" in died.note
-    assert kernel._backend.kernel_id != before  # type: ignore[attr-defined]
+    assert backend.kernel_id != before
     after = await kernel.execute("sales")
     assert after.status == "ok"
     assert after.outputs[0]["data"]["text/plain"] == "[1, 2]"
-    assert [k["id"] for k in gateway.kernels()] == [kernel._backend.kernel_id]  # type: ignore[attr-defined]
+    assert [k["id"] for k in gateway.kernels()] == [backend.kernel_id]
 
 
 async def test_shutdown_leaves_no_kernel_on_the_gateway(
     gateway: Gateway, wait_gone: Callable[..., bool]
 ) -> None:
-    async with ManagedKernel(gateway.config()) as kernel:
+    backend = gateway.backend()
+    async with ManagedKernel(gateway.config(**FAST), backend=backend) as kernel:
         await kernel.execute("x = 1")
         [model] = gateway.kernels()
-        assert model["id"] == kernel._backend.kernel_id  # type: ignore[attr-defined]
+        assert model["id"] == backend.kernel_id
         (pid,) = gateway.children()
     assert gateway.kernels() == []
     assert wait_gone(pid, zombie_ok=True)
@@ -463,10 +379,12 @@ def test_a_kernel_dropped_without_an_event_loop_is_deleted(gateway: Gateway) -> 
         f"""
         import asyncio
         from agentnb import KernelConfig, ManagedKernel
-        kernel = ManagedKernel(KernelConfig(gateway={gateway.url!r}, preload=()))
+        from agentnb.kernel import GatewayBackend
+        backend = GatewayBackend({gateway.url!r})
+        kernel = ManagedKernel(KernelConfig(gateway={gateway.url!r}, preload=()), backend=backend)
         async def main():
             await kernel.start()
-            print(kernel._backend.kernel_id, flush=True)
+            print(backend.kernel_id, flush=True)
         asyncio.run(main())
         """
     )
@@ -528,7 +446,7 @@ async def test_an_unknown_kernel_name_is_reported(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AGENTNB_GATEWAY_KERNEL", "no-such-kernel")
-    kernel = ManagedKernel(gateway.config())
+    kernel = ManagedKernel(gateway.config(**FAST))
     with pytest.raises(KernelStartError, match="has no kernel named 'no-such-kernel'") as caught:
         await kernel.start()
     assert "it has: python3" in str(caught.value)
@@ -591,9 +509,8 @@ def test_the_url_is_kept_without_a_trailing_slash() -> None:
 async def test_a_dropped_websocket_is_reconnected_and_no_output_is_lost(
     gateway: Gateway, proxy: Proxy
 ) -> None:
-    kernel = ManagedKernel(
-        KernelConfig(gateway=proxy.url, gateway_token=gateway.token, **FAST)  # type: ignore[arg-type]
-    )
+    backend = gateway.backend(proxy.url)
+    kernel = ManagedKernel(gateway.config(**FAST, gateway=proxy.url), backend=backend)
     try:
         await kernel.execute("x = 1")
         loop = asyncio.get_running_loop()
@@ -605,14 +522,14 @@ async def test_a_dropped_websocket_is_reconnected_and_no_output_is_lost(
         )
         assert proxy.dropped, "the connection was not cut while the step ran"
         assert result.status == "ok", result.note
-        assert kernel._backend.reconnects == 1  # type: ignore[attr-defined]
+        assert backend.reconnects == 1
         numbers = [int(n) for n in text_of(result).split() if n.isdigit()]
         assert numbers == list(range(30))  # the gateway kept what came meanwhile
         assert result.outputs[-1]["data"]["text/plain"] == "'done'"
         proxy.drop()  # between steps, too
         await asyncio.sleep(0.5)
         assert (await kernel.execute("x")).outputs[0]["data"]["text/plain"] == "1"
-        assert kernel._backend.reconnects == 2  # type: ignore[attr-defined]
+        assert backend.reconnects == 2
     finally:
         await kernel.shutdown()
 
@@ -620,12 +537,11 @@ async def test_a_dropped_websocket_is_reconnected_and_no_output_is_lost(
 async def test_a_websocket_that_cannot_reconnect_is_reported_as_a_kernel_error(
     gateway: Gateway, proxy: Proxy
 ) -> None:
-    kernel = ManagedKernel(
-        KernelConfig(gateway=proxy.url, gateway_token=gateway.token, **FAST)  # type: ignore[arg-type]
-    )
+    backend = gateway.backend(proxy.url)
+    kernel = ManagedKernel(gateway.config(**FAST, gateway=proxy.url), backend=backend)
     try:
         await kernel.start()
-        kernel_id = kernel._backend.kernel_id  # type: ignore[attr-defined]
+        kernel_id = backend.kernel_id
 
         def cut() -> None:
             proxy.refuse = True
@@ -636,7 +552,7 @@ async def test_a_websocket_that_cannot_reconnect_is_reported_as_a_kernel_error(
         # be started either: the request fails with the reason and what to check
         with pytest.raises(KernelStartError, match=f"cannot reach the gateway at {proxy.url}"):
             await kernel.execute("import time\ntime.sleep(3)")
-        assert kernel._backend.reconnects == 0  # type: ignore[attr-defined]
+        assert backend.reconnects == 0
         # the gateway itself is fine: the next request works once the network does
         proxy.refuse = False
         again = await kernel.execute("6 * 7")

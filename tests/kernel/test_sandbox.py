@@ -112,7 +112,7 @@ def test_dotfiles_other_kernels_and_the_runtime_directory_are_hidden(
     (work / "runtime").mkdir()
     (work / ".link").symlink_to(work / "data" / "ok.csv")
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(work / "runtime"))
-    hidden = set(sandbox._hidden(str(work), keep=()))
+    hidden = set(sandbox.hidden_paths(str(work)))
     assert hidden == {
         str(work / ".env"),
         str(work / ".git"),
@@ -125,19 +125,15 @@ def test_dotfiles_other_kernels_and_the_runtime_directory_are_hidden(
     }
 
 
-def test_folders_beyond_the_scan_are_hidden_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_folders_beyond_the_scan_are_hidden_whole(tmp_path: Path) -> None:
     for i in range(6):
         (tmp_path / f"d{i}" / "sub").mkdir(parents=True)
-    monkeypatch.setattr(sandbox, "_SCAN_LIMIT", 3)
     # the root's six entries were scanned, none of the folders in them: all are hidden
-    assert set(sandbox._hidden(str(tmp_path), keep=())) == {
+    assert set(sandbox.hidden_paths(str(tmp_path), scan_limit=3)) == {
         str(tmp_path / f"d{i}") for i in range(6)
     }
-    monkeypatch.setattr(sandbox, "_UNSCANNED_LIMIT", 2)
     with pytest.raises(SandboxUnavailable, match="too large to check"):
-        set(sandbox._hidden(str(tmp_path), keep=()))
+        set(sandbox.hidden_paths(str(tmp_path), scan_limit=3, unscanned_limit=2))
 
 
 def test_a_working_folder_under_tmp_is_mounted_on_the_sandboxs_own_tmp(tmp_path: Path) -> None:

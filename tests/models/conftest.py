@@ -44,8 +44,7 @@ async def make_model(sleeps: SleepRecorder) -> AsyncIterator[Callable[..., OpenA
     def make(target: ScriptedServer | str, model: str = "scripted", **options: Any) -> OpenAIModel:
         url = target if isinstance(target, str) else target.base_url
         options.setdefault("timeout", 5.0)
-        client = OpenAIModel(model, base_url=url, **options)
-        client._sleep = sleeps
+        client = OpenAIModel(model, base_url=url, sleep=sleeps, **options)
         made.append(client)
         return client
 
