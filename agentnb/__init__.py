@@ -27,7 +27,7 @@ from .errors import (
 )
 from .kernel import KernelConfig, ManagedKernel
 from .kernel.outputs import OutputLimits
-from .run import arun, run
+from .run import aresume, arun, resume, run
 
 try:
     __version__ = version("agentnb")
@@ -81,8 +81,10 @@ __all__ = [
     "TimeLimit",
     "TokenBudget",
     "__version__",
+    "aresume",
     "arun",
     "load_ipython_extension",
+    "resume",
     "run",
     "unload_ipython_extension",
 ]

@@ -5,7 +5,8 @@ progress on stderr and printing the approved final report on stdout, so that
 ``agentnb run ... > report.md`` keeps just the answer. The flags have the names
 of the notebook magic's. ``agentnb demo`` runs a shipped analysis offline with
 scripted replies; ``agentnb replay TRANSCRIPT --out PATH`` rebuilds the analysis
-notebook of a past run without calling any model.
+notebook of a past run without calling any model; ``agentnb resume TRANSCRIPT``
+continues a run that was stopped or cut short.
 
 Exit status: 0 when the final report was approved, 1 when the run ended without
 an approved answer (the stop reason says why), 2 for usage and configuration
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -27,6 +29,9 @@ from . import demo
 from .errors import AgentnbError
 from .flags import FlagParser, HelpShown, UsageError, add_run_flags, given, split_names
 from .options import Resolved, RunOptions
+
+if TYPE_CHECKING:
+    from .chat.resume import Resumption
 
 __all__ = ["main"]
 
@@ -87,6 +92,21 @@ def _parser() -> FlagParser:
     )
     demo.add_argument("-q", "--quiet", action="store_true", help="less output")
 
+    resume = commands.add_parser(
+        "resume",
+        help="continue a run that was stopped or cut short, from its transcript",
+        description=(
+            "Continue a run from its transcript: the steps that worked run again in a fresh "
+            "managed kernel, then the chat goes on where it stopped. Without --model, each "
+            "role gets the model it had."
+        ),
+    )
+    resume.add_argument("transcript", metavar="TRANSCRIPT", help="the run's .jsonl transcript")
+    add_run_flags(resume, notebook=False)
+    resume.add_argument(
+        "-q", "--quiet", action="store_true", help="show only the final report and the usage table"
+    )
+
     replay = commands.add_parser(
         "replay",
         help="rebuild the analysis notebook of a past run from its transcript",
@@ -124,6 +144,25 @@ def _run(
     return _analyse(args.task, split_names(args.data), resolved, args.quiet, out, err, input_fn)
 
 
+def _resume(
+    args: argparse.Namespace,
+    out: Console,
+    err: Console,
+    input_fn: Callable[[str], str] | None,
+) -> int:
+    from .chat.resume import resumption
+
+    if args.data:
+        raise UsageError("resume loads the data as the earlier run did: leave out --data")
+    earlier = resumption(args.transcript)
+    defaults: dict[str, object] = {"approve": "each" if _interactive() else "never"}
+    resolved = RunOptions.resolve(given(args), defaults=defaults)
+    options = resolved.options
+    if not (options.model or options.analyst_model or options.critic_model):
+        resolved = RunOptions.resolve(given(args), defaults={**defaults, **earlier.role_models})
+    return _analyse(earlier.task, [], resolved, args.quiet, out, err, input_fn, resume=earlier)
+
+
 def _analyse(
     task: str,
     data: list[str],
@@ -132,6 +171,8 @@ def _analyse(
     out: Console,
     err: Console,
     input_fn: Callable[[str], str] | None,
+    *,
+    resume: Resumption | None = None,
 ) -> int:
     from ._sync import SyncBridge
     from .run import run_with
@@ -144,7 +185,9 @@ def _analyse(
     bridge = SyncBridge()
     try:
         result = bridge.run(
-            run_with(task, resolved, data=data or None, approver=approver, on_event=view)
+            run_with(
+                task, resolved, data=data or None, approver=approver, on_event=view, resume=resume
+            )
         )
     except KeyboardInterrupt:
         view.close()
@@ -232,7 +275,7 @@ def main(argv: Sequence[str] | None = None, *, input_fn: Callable[[str], str] | 
         return EXIT_USAGE
     except HelpShown:
         return EXIT_OK
-    commands = {"run": _run, "demo": _demo, "replay": _replay}
+    commands = {"run": _run, "demo": _demo, "replay": _replay, "resume": _resume}
     try:
         return commands[args.command](args, out, err, input_fn)
     except AgentnbError as exc:

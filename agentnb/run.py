@@ -8,6 +8,7 @@ everything that happens later ends the run with a stop reason instead.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import time
@@ -21,6 +22,7 @@ from .chat.approval import ApprovalMode, Approver, check_mode
 from .chat.context import ContextLimits
 from .chat.events import Event
 from .chat.group import GroupChat, Guards, RunResult, check_task
+from .chat.resume import Resumption, resumption
 from .chat.roles import ANALYST, CRITIC, Role
 from .chat.speakers import SelectionState, SpeakerSelector
 from .chat.termination import CostBudget, MaxTurns, TerminationCondition, TimeLimit, TokenBudget
@@ -35,7 +37,7 @@ from .models import resolve_model
 from .models.base import ModelClient
 from .options import Resolved, RunOptions, specs
 
-__all__ = ["DataSpec", "arun", "kernel_config_for", "run", "run_with"]
+__all__ = ["DataSpec", "aresume", "arun", "kernel_config_for", "resume", "run", "run_with"]
 
 DataSpec = str | os.PathLike[str] | Mapping[str, Any] | Sequence[str | os.PathLike[str]]
 """Files to load (paths) and/or a mapping of names to objects (DataFrames) to push."""
@@ -161,6 +163,7 @@ async def arun(
     data_sources: Mapping[str, str] | None = None,
     on_event: Callable[[Event], None] | None = None,
     stop: asyncio.Event | None = None,
+    resume: Resumption | None = None,
 ) -> RunResult:
     """Run an analysis to its end. See :func:`run` for the arguments."""
     given = {
@@ -197,6 +200,7 @@ async def arun(
         data_sources=data_sources,
         on_event=on_event,
         stop=stop,
+        resume=resume,
     )
 
 
@@ -249,6 +253,7 @@ async def run_with(
     data_sources: Mapping[str, str] | None = None,
     on_event: Callable[[Event], None] | None = None,
     stop: asyncio.Event | None = None,
+    resume: Resumption | None = None,
 ) -> RunResult:
     """:func:`arun` with its options resolved already (by a flag parser and
     configuration, or by :func:`arun` from its keywords)."""
@@ -261,11 +266,25 @@ async def run_with(
             "returning a Decision); use approve='never' for an autonomous run"
         )
     files, objects = _split_data(data)
+    setup = loader_code(files) if files else None
+    known = [*files, *objects, *data_names]
+    if resume is not None:
+        if files:
+            raise ConfigError("a resumed run loads its data as the earlier run did: give no files")
+        setup, known = resume.data_code, [*resume.data_names]
+        missing = [n for n in resume.data_names if n not in _defined(setup) and n not in objects]
+        if missing and kernel is None:
+            raise ConfigError(
+                f"the earlier run was given {', '.join(missing)} from a notebook's variables: "
+                f"pass them again (data={{{missing[0]!r}: ...}}) or resume it in that notebook "
+                "(%agents resume)"
+            )
     out_path = _check_out(options.out) if options.out is not None else None
     conditions = _conditions(options, termination)
     owned = kernel is None
     if kernel is None:
-        config = _readable(kernel_config_for(resolved, kernel_config), files.values())
+        readable = [*files.values(), *(_files_in(setup) if resume is not None else ())]
+        config = _readable(kernel_config_for(resolved, kernel_config), readable)
         kernel = ManagedKernel(config)
     elif any(
         resolved.sources[name] == "argument"
@@ -330,12 +349,13 @@ async def run_with(
             termination=conditions,
             guards=guards,
             limits=limits,
-            data_code=loader_code(files) if files else None,
-            data_names=[*files, *objects, *data_names],
+            data_code=setup,
+            data_names=list(dict.fromkeys(known)),
             step_timeout=options.step_timeout,
             history=history,
             vision=options.vision,
             protocol=options.protocol,
+            resume=resume,
             prices=PriceTable.load(prices),
             transcript=Path(transcript),
             observers=[events.append, *([on_event] if on_event else [])],
@@ -373,6 +393,54 @@ def _read_here(files: Mapping[str, Path]) -> dict[str, Any]:
             ) from None
         loaded[name] = namespace[name]
     return loaded
+
+
+def _defined(code: str | None) -> set[str]:
+    """The names a data-loading cell assigns."""
+    if not code:
+        return set()
+    names = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return names
+
+
+def _files_in(code: str | None) -> list[Path]:
+    """The files a data-loading cell reads (string constants that name one)."""
+    if not code:
+        return []
+    found = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            path = Path(node.value)
+            if path.is_absolute() and path.is_file():
+                found.append(path)
+    return found
+
+
+async def aresume(transcript: str | os.PathLike[str], /, **options: Any) -> RunResult:
+    """Continue a run that was stopped or cut short, from its transcript.
+
+    The steps that worked run again in a fresh managed kernel (shown as they run),
+    then the chat goes on where it stopped. Takes :func:`arun`'s keywords; without a
+    model, each role gets the model it had. Data the earlier run was given from a
+    notebook's variables is passed again as ``data={"name": value}``.
+    """
+    earlier = resumption(transcript)
+    named = ("model", "analyst_model", "critic_model")
+    if not any(options.get(k) or os.environ.get(f"AGENTNB_{k.upper()}") for k in named):
+        options.update(earlier.role_models)
+    return await arun(earlier.task, resume=earlier, **options)
+
+
+def resume(transcript: str | os.PathLike[str], /, **options: Any) -> RunResult:
+    """:func:`aresume` from synchronous code."""
+    bridge = SyncBridge()
+    try:
+        return bridge.run(aresume(transcript, **options))
+    finally:
+        bridge.close()
 
 
 def _readable(config: KernelConfig, files: Iterable[Path]) -> KernelConfig:

@@ -67,6 +67,8 @@ class RunStarted(Event):
     approve: str
     data: tuple[str, ...] = ()
     """Names of the data the agents were given."""
+    resumed_from: str | None = None
+    """The run this one continues (``agentnb resume``), if any."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,12 +151,15 @@ class ExecutionStarted(Event):
     step: int
     """0 for the set-up that loads the data, then 1, 2, …"""
     code: str
+    replayed: bool = False
+    """A step of the run being resumed, run again (it was approved then)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionFinished(Event):
     step: int
     execution: Execution
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

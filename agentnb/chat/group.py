@@ -85,6 +85,7 @@ from .protocol import (
     split_reasoning,
     tools_for,
 )
+from .resume import Resumption
 from .roles import Role, load_prompt
 from .speakers import SelectionState, SelectPhase, SpeakerSelector, make_selector
 from .termination import RunStats, StopReason, TerminationCondition
@@ -200,6 +201,8 @@ class GroupChat:
         vision: send plot images to models that accept them.
         transcript: the JSONL file to append events to (None: no transcript).
         observers: functions called with every event, after the transcript.
+        resume: an earlier run to continue (:mod:`agentnb.chat.resume`): its steps
+            run again first, then the chat goes on.
         protocol: ``auto`` (tool calls where a model's client takes them, else
             text), ``tools`` (tool calls; a client that takes none is an error) or
             ``text``. An endpoint that refuses tools moves to text, with a notice.
@@ -228,6 +231,7 @@ class GroupChat:
         observers: Sequence[Callable[[Event], None]] = (),
         watch_interval: float = 0.25,
         protocol: str = "auto",
+        resume: Resumption | None = None,
     ) -> None:
         names = [r.name for r in roles]
         if len(set(names)) != len(names):
@@ -271,6 +275,7 @@ class GroupChat:
         self.transcript_path = transcript
         self.observers = list(observers)
         self.watch_interval = watch_interval
+        self.resume = resume
 
         self.steps: list[Step] = []
         self.ledger = Ledger()
@@ -342,9 +347,12 @@ class GroupChat:
                     models={name: self.models[name].name for name in self.roles},
                     approve=self.approve,
                     data=self.data_names,
+                    resumed_from=self.resume.run_id if self.resume else None,
                 )
             )
             await self._prepare()
+            if self.resume is not None:
+                await self._replay(self.resume)
             reason = await self._converse()
         except _Stopped as stopped:
             reason = stopped.reason
@@ -820,15 +828,43 @@ class GroupChat:
             raise _Stopped(StopReason("user_stop", f"stopped by the user at {what}"))
         return decision
 
-    async def _execute(self, number: int, code: str) -> Execution:
+    async def _execute(self, number: int, code: str, *, replayed: bool = False) -> Execution:
         self._check()
-        self._emit(ExecutionStarted(step=number, code=code))
+        self._emit(ExecutionStarted(step=number, code=code, replayed=replayed))
         execution = await self._guarded(
             self.executor.execute(code, timeout=self.step_timeout), execution=True
         )
         self._turns += 1
-        self._emit(ExecutionFinished(step=number, execution=execution))
+        self._emit(ExecutionFinished(step=number, execution=execution, replayed=replayed))
         return execution
+
+    async def _replay(self, resume: Resumption) -> None:
+        """The earlier run's steps again: those that worked run in this kernel, the
+        others are kept as they were (the analyst sees the same history)."""
+        again = sum(1 for s in resume.steps if s.execution.ok)
+        self._emit(
+            Notice(
+                level="info",
+                text=f"resuming run {resume.run_id} ({resume.stopped}): running its "
+                f"{again} step{'s' if again != 1 else ''} that worked again in this kernel",
+            )
+        )
+        for old in resume.steps:
+            if old.execution.ok:
+                step = replace(
+                    old, execution=await self._execute(old.number, old.code, replayed=True)
+                )
+            else:
+                step = old
+            self.steps.append(step)
+            self._post(
+                StepResult(
+                    sender="executor",
+                    step=step.number,
+                    execution=step.execution,
+                    edited=step.edited,
+                )
+            )
 
     # --- stopping ------------------------------------------------------------------
 
