@@ -224,7 +224,7 @@ async def outcome(cell: Cell) -> object:
     """The current analysis' stop reason kind and its steps' statuses."""
     return value(
         await cell(
-            "from agentnb import magics\n"
+            "from agentnb.jupyter import magics\n"
             "r = magics._session.current.result\n"
             "(r.stop_reason.kind, [s.status for s in r.steps])"
         )

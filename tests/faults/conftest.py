@@ -30,7 +30,7 @@ REPORT = "**North** sold most: 30 against 12."
 _REPORT = """\
 import html as _html, re as _re
 import ipywidgets as _w
-from agentnb import magics as _m
+from agentnb.jupyter import magics as _m
 from agentnb.chat.events import Notice as _Notice
 from agentnb.chat.transcript import read_transcript as _read
 

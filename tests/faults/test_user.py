@@ -76,7 +76,10 @@ async def test_a_second_cell_while_one_runs_in_the_background_is_refused(agents:
     second = await agents.cell(f"%%agents {line}\nSomething else?")
     assert "an analysis is still running in this kernel" in usage_error(second)
     assert (
-        value(await agents.cell("from agentnb import magics\nlen(magics._session.analyses)")) == 1
+        value(
+            await agents.cell("from agentnb.jupyter import magics\nlen(magics._session.analyses)")
+        )
+        == 1
     )
     await agents.cell("%agents stop")
 
@@ -125,7 +128,7 @@ async def test_two_cells_started_at_once_run_one_after_the_other(
         statuses[reply["parent_header"]["msg_id"]] = reply["content"]["status"]
     assert [statuses[m] for m in sent] == ["ok", "ok", "ok"]
     check = client.execute(
-        "from agentnb import magics\n"
+        "from agentnb.jupyter import magics\n"
         "[(a.task, a.events[0].time, a.events[-1].time, a.result.stop_reason.kind) "
         "for a in magics._session.analyses]",
         store_history=False,

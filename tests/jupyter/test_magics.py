@@ -46,7 +46,7 @@ async def test_an_autonomous_cell_runs_to_its_end_before_the_next_cell(
     # the cell stayed running: the next cell sees the finished run
     result = value(
         await cell(
-            "from agentnb import magics\n"
+            "from agentnb.jupyter import magics\n"
             "r = magics._session.current.result\n"
             "(r.stop_reason.kind, r.final_report, [s.status for s in r.steps])"
         )
@@ -84,7 +84,7 @@ async def test_a_follow_up_cell_continues_in_the_same_kernel_and_knows_the_past(
     # ... and its step used `totals`, which the first analysis left in the kernel
     steps = value(
         await cell(
-            "from agentnb import magics\n"
+            "from agentnb.jupyter import magics\n"
             "[(s.status, s.outputs[0]['data']['text/plain'].split()[:5]) "
             "for s in magics._session.current.result.steps]"
         )
@@ -102,7 +102,7 @@ async def test_a_follow_up_cell_continues_in_the_same_kernel_and_knows_the_past(
         assert "Earlier in this session" not in json.dumps(server.requests[0]["messages"])
     left = value(
         await cell(
-            "from agentnb import magics\n"
+            "from agentnb.jupyter import magics\n"
             "magics._session.current.result.steps[0].outputs[0]['data']['text/plain']"
         )
     )
@@ -133,7 +133,9 @@ async def test_bad_flags_give_one_line_and_start_nothing(
         usage_error(ran) == message if message.startswith("--data") else message in usage_error(ran)
     )
     assert not [o for o in ran.outputs if o["output_type"] == "display_data"]  # no widget
-    assert value(await cell("from agentnb import magics\nlen(magics._session.analyses)")) == 0
+    assert (
+        value(await cell("from agentnb.jupyter import magics\nlen(magics._session.analyses)")) == 0
+    )
 
 
 async def test_a_missing_key_is_a_usage_error(cell: Cell) -> None:
@@ -148,7 +150,7 @@ async def test_headless_approval_fails_fast_with_a_clear_message(
     cell: Cell, tmp_path: Path
 ) -> None:
     replies = script(tmp_path, [STEP, REPORT], ["APPROVE", "APPROVE"])
-    await cell("from agentnb import session\nsession.HEADLESS_GRACE = 0.5")
+    await cell("from agentnb.jupyter import session\nsession.HEADLESS_GRACE = 0.5")
     ran = await cell(f"%%agents --data sales --model scripted:{replies}\nWhich region sold most?")
     assert ran.status == "error"
     error = next(o for o in ran.outputs if o["output_type"] == "error")
@@ -171,7 +173,7 @@ async def test_configuration_then_flags(cell: Cell, tmp_path: Path) -> None:
     assert ran.status == "ok", ran.to_model_text()
     settings = value(
         await cell(
-            "from agentnb import magics\n"
+            "from agentnb.jupyter import magics\n"
             "s = magics._session.current.settings\n"
             "[(k, s.values[k], s.sources[k]) for k in ('approve', 'max_turns', 'step_timeout')]"
         )
@@ -202,7 +204,7 @@ async def test_pull_save_reset_and_unload(cell: Cell, tmp_path: Path) -> None:
     assert "nothing_here" in usage_error(await cell("%agents pull nothing_here"))
     assert "not a subcommand" in usage_error(await cell("%agents frob"))
 
-    pid = value(await cell("from agentnb import magics\nmagics._session.kernel.pid"))
+    pid = value(await cell("from agentnb.jupyter import magics\nmagics._session.kernel.pid"))
     assert isinstance(pid, int)
     await cell("%agents reset")
     assert value(await cell("len(magics._session.analyses)")) == 0

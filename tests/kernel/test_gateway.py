@@ -721,7 +721,7 @@ async def test_a_notebook_cell_runs_on_the_gateway_and_back_here(
     setup = await notebook.execute(
         "%load_ext agentnb\n"
         f"%config Agents.gateway_token = {gateway.token!r}\n"
-        "from agentnb import magics"
+        "from agentnb.jupyter import magics"
     )
     assert setup.status == "ok", setup.to_model_text()
     flags = "--approve never --model scripted:replies.yaml"

@@ -99,7 +99,7 @@ async def test_saved_and_replayed_notebooks_carry_no_script_and_no_trust(
     assert ran.status == "ok", ran.to_model_text()
     statuses, where = value(
         await cell(
-            "from agentnb import magics\n"
+            "from agentnb.jupyter import magics\n"
             "r = magics._session.current.result\n"
             "[s.status for s in r.steps], str(r.transcript_path)"
         )
