@@ -413,7 +413,7 @@ class GroupChat:
                 if report is None:
                     continue
                 self.final_report = report
-                return StopReason("approved", "the final report was approved")
+                return StopReason("approved", f"{subject(None)} was approved")
 
             number = len(self.steps) + 1
             self._post(

@@ -10,14 +10,25 @@ of that and the text streamed into it; what it shows is decided by
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
 
+from ..chat.protocol import split_reasoning
 from .elements import html_part
-from .render import agent_classes, head_html, reasoning_html, thinking_html
+from .render import agent_classes, head_html, reasoning_html, streaming_html, thinking_html
 
-__all__ = ["Turn"]
+__all__ = ["Turn", "running_loop"]
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running here (the kernel's, or a test's), if one is."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class Turn:
@@ -26,10 +37,21 @@ class Turn:
     A turn is either a card (``box`` holds ``main`` and, below it, the reviews of
     the card, its approval panel, its execution and its notes), or a review nested
     in the card it reviews (``box`` is None, ``host`` is that card).
+
+    Streamed text is shown at most once per ``throttle`` seconds (by ``clock``): a
+    chunk arriving sooner waits for a timer on the running loop, the next chunk or
+    the whole reply.
     """
 
     def __init__(
-        self, agent: str, action: str, *, host: Turn | None = None, phase: str = ""
+        self,
+        agent: str,
+        action: str,
+        *,
+        host: Turn | None = None,
+        phase: str = "",
+        throttle: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.agent = agent
         self.action = action
@@ -51,6 +73,8 @@ class Turn:
             classes = ("agentnb-review", "agentnb-turn", *agent_classes(agent))
             self.main = html_part(self._value(), *classes)
         # streaming
+        self.throttle = throttle
+        self._clock = clock
         self.text = ""
         self.chunks: list[str] = []
         self.flushed_at = float("-inf")
@@ -87,12 +111,47 @@ class Turn:
         self.body = self.body if body is None else body
         self.main.value = self._value()
 
+    # --- streaming -------------------------------------------------------------------
+
+    def stream(self, text: str) -> None:
+        """Text streamed into the turn: shown now, or when the throttle allows."""
+        if not self.streaming:
+            return
+        self.chunks.append(text)
+        wait = self.flushed_at + self.throttle - self._clock()
+        if wait <= 0:
+            self.flush()
+        elif self.timer is None:
+            loop = running_loop()
+            if loop is not None:  # without a loop, the next chunk or the reply flushes
+                self.timer = loop.call_later(wait, self.flush)
+
+    def flush(self) -> None:
+        """Show the text streamed so far (one widget update)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.streaming or not self.chunks:
+            return
+        self.text += "".join(self.chunks)
+        self.chunks.clear()
+        self.reasoning, answer = split_reasoning(self.text)
+        self.update(body=streaming_html(answer) if answer else thinking_html())
+        self.flushed_at = self._clock()
+
     def stop_streaming(self) -> None:
         self.streaming = False
         self.chunks.clear()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+    def close(self) -> None:
+        """A turn whose message will not come: keep what it said."""
+        self.flush()
+        self.stop_streaming()
+        if not self.text:
+            self.update(body='<div class="agentnb-noreply">no reply</div>')
 
     # --- a card's parts ----------------------------------------------------------------
 

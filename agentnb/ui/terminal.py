@@ -1,6 +1,7 @@
 """The terminal front end of ``agentnb run``: live progress and approval prompts.
 
-:class:`TerminalView` is an observer: it renders each event of a run on a
+:class:`TerminalView` is an observer: it folds each event of a run into a
+:class:`~agentnb.record.RunRecord` and prints what happened from it on a
 :class:`rich.console.Console` (stderr by default, so that stdout carries only the
 final report). On a real terminal a spinner line shows the agent thinking and the
 tokens streamed so far; elsewhere (a pipe, a log file) whole replies are printed
@@ -10,6 +11,9 @@ once they are complete, never token by token.
 step (or final report) to decide on and asks ``[a]pprove / [e]dit / [r]eject /
 [s]top``. Lines are read in a thread, so the run's event loop never blocks on the
 keyboard.
+
+(Over 500 lines because the view and its approver share the console's rendering of
+code and outputs; ``agentnb run`` imports both from here.)
 """
 
 from __future__ import annotations

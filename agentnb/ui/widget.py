@@ -69,24 +69,13 @@ from .render import (
     proposal_html,
     report_html,
     review_html,
-    streaming_html,
     stylesheet,
     summary_html,
-    thinking_html,
 )
 
 __all__ = ["ChatView"]
 
 _STATES: dict[Outcome, State] = {"approved": "done", "stopped": "stopped", "failed": "failed"}
-_TICK = 1.0
-"""Seconds between updates of the elapsed time while a run is live."""
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 class ChatView:
@@ -123,10 +112,6 @@ class ChatView:
         self.record = record if record is not None else RunRecord()
         self.throttle = throttle
         self._clock = clock
-        self._started = clock()
-        self._ended: float | None = None
-        self.phase = "starting"
-        self._state: State = "live"
         self.on_stop: Callable[[], None] | None = None
         self._on_save: Callable[[], str] | None = None
 
@@ -139,21 +124,25 @@ class ChatView:
         self._report: Turn | None = None
         self._data: Turn | None = None
         self._waiting: Waiting | None = None
-        self._ticker: asyncio.TimerHandle | None = None
 
-        self.header = Header(task, on_save=self._save_clicked, on_stop=self._stop_clicked)
+        self.header = Header(
+            task,
+            self.record,
+            clock=clock,
+            on_save=self._save_clicked,
+            on_stop=self._stop_clicked,
+        )
         self._list = widgets.VBox([])
         self._list.add_class("agentnb-list")
         style = html_part(f"<style>{stylesheet()}</style>", "agentnb-style")
         self.widget: widgets.VBox = widgets.VBox([style, self.header.box, self._list])
         self.widget.add_class("agentnb")
-        self._show_status()
 
     def _append(self, widget: Any) -> None:
         self._list.children = (*self._list.children, widget)
 
     def _new_card(self, agent: str, action: str, *, phase: str = "") -> Turn:
-        turn = Turn(agent, action, phase=phase)
+        turn = Turn(agent, action, phase=phase, throttle=self.throttle, clock=self._clock)
         self._append(turn.box)
         return turn
 
@@ -166,50 +155,6 @@ class ChatView:
         self._on_save = save
         self.header.offer_save(save is not None)
 
-    # --- the header --------------------------------------------------------------------
-
-    def _elapsed(self) -> float:
-        return (self._ended if self._ended is not None else self._clock()) - self._started
-
-    def _show_status(self) -> None:
-        record = self.record
-        reason = record.reason.message if record.reason is not None else record.abandoned
-        self.header.show_status(self.phase, self._state, self._elapsed(), reason or "")
-
-    def _set_phase(self, words: str, state: State = "live") -> None:
-        self.phase, self._state = words, state
-        self._show_status()
-
-    def _show_usage(self) -> None:
-        self.header.show_usage(self.record.usage, self.record.costs)
-
-    def _show_facts(self) -> None:
-        record = self.record
-        facts = [f"{agent}: {model}" for agent, model in record.models.items()]
-        if record.started is not None:
-            facts.append(f"approve: {record.started.approve}")
-            if record.started.data:
-                facts.append(f"data: {', '.join(record.started.data)}")
-        kernel = record.kernel
-        if kernel is not None:
-            facts.append(kernel.label)
-        self.header.show_facts(facts, kernel.isolation if kernel is not None else None)
-
-    def _start_ticker(self) -> None:
-        """Update the elapsed time every second while the run is live (only where an
-        event loop runs: the kernel's, or a test's)."""
-        if self._ticker is not None or self.record.finished is not None:
-            return
-        loop = _running_loop()
-        if loop is not None:
-            self._ticker = loop.call_later(_TICK, self._tick)
-
-    def _tick(self) -> None:
-        self._ticker = None
-        if self.record.finished is None:
-            self._show_status()
-            self._start_ticker()
-
     # --- the observer ------------------------------------------------------------------
 
     def handle(self, event: Event) -> None:
@@ -219,6 +164,14 @@ class ChatView:
     def show(self, event: Event) -> None:
         """Show one event that its owner already folded into :attr:`record`."""
         self._show(event, fold=False)
+
+    @property
+    def phase(self) -> str:
+        """What the run is doing, in the words the header shows."""
+        return self.header.phase
+
+    def _set_phase(self, words: str, state: State = "live") -> None:
+        self.header.set_phase(words, state)
 
     def _show(self, event: Event, *, fold: bool) -> None:
         try:
@@ -233,14 +186,16 @@ class ChatView:
                 f"the widget could not show a {type(event).__name__} event "
                 f"({type(exc).__name__}: {exc}); the run goes on and its transcript has it",
             )
-        self._start_ticker()
+        self.header.tick()
 
     def _dispatch(self, event: AnyEvent) -> None:
         match event:
             case TokenDelta():  # the hot path: nothing else changes
-                self._on_delta(event)
+                turn = self._open.get(event.agent)
+                if turn is not None:
+                    turn.stream(event.text)
             case RunStarted() | KernelReady():
-                self._show_facts()
+                self.header.show_facts()
             case AgentThinking():
                 self._on_thinking(event)
             case ModelCalled():
@@ -268,7 +223,7 @@ class ChatView:
     def _on_thinking(self, event: AgentThinking) -> None:
         previous = self._open.pop(event.agent, None)
         if previous is not None:  # a reply that never became a message (a protocol slip)
-            self._close(previous)
+            previous.close()
             previous.card.box.add_class("agentnb-superseded")
         host = None
         if event.phase == "review_step" and event.step is not None:
@@ -281,48 +236,22 @@ class ChatView:
             "select": "chooses who speaks next",
         }.get(event.phase, "")
         if host is not None:
-            turn = Turn(event.agent, action, host=host, phase=event.phase)
+            turn = Turn(
+                event.agent,
+                action,
+                host=host,
+                phase=event.phase,
+                throttle=self.throttle,
+                clock=self._clock,
+            )
             host.add_review(turn)
         else:
             turn = self._new_card(event.agent, action, phase=event.phase)
         self._open[event.agent] = turn
         self._set_phase(self.record.phase)
 
-    def _on_delta(self, event: TokenDelta) -> None:
-        turn = self._open.get(event.agent)
-        if turn is None or not turn.streaming:
-            return
-        turn.chunks.append(event.text)
-        wait = turn.flushed_at + self.throttle - self._clock()
-        if wait <= 0:
-            self._flush(turn)
-        elif turn.timer is None:
-            loop = _running_loop()
-            if loop is not None:  # without a loop, the next delta or the reply flushes
-                turn.timer = loop.call_later(wait, self._flush, turn)
-
-    def _flush(self, turn: Turn) -> None:
-        """Show the text streamed so far (one widget update)."""
-        if turn.timer is not None:
-            turn.timer.cancel()
-            turn.timer = None
-        if not turn.streaming or not turn.chunks:
-            return
-        turn.text += "".join(turn.chunks)
-        turn.chunks.clear()
-        turn.reasoning, answer = split_reasoning(turn.text)
-        turn.update(body=streaming_html(answer) if answer else thinking_html())
-        turn.flushed_at = self._clock()
-
-    def _close(self, turn: Turn) -> None:
-        """A turn whose message will not come: keep what it said."""
-        self._flush(turn)
-        turn.stop_streaming()
-        if not turn.text:
-            turn.update(body='<div class="agentnb-noreply">no reply</div>')
-
     def _on_model_called(self, event: ModelCalled) -> None:
-        self._show_usage()
+        self.header.show_usage()
         turn = self._open.get(event.agent)
         if turn is None:
             return
@@ -342,7 +271,7 @@ class ChatView:
     def _turn_for(self, sender: str) -> Turn | None:
         turn = self._open.pop(sender, None)
         if turn is not None:
-            self._flush(turn)
+            turn.flush()
             turn.stop_streaming()
         return turn
 
@@ -486,20 +415,15 @@ class ChatView:
             self._append(html_part(line))
 
     def _on_finished(self, reason: StopReason) -> None:
-        record = self.record
-        self._ended = self._clock()
         for turn in self._open.values():
-            self._close(turn)
+            turn.close()
         self._open.clear()
         self._drop_panel()
-        self._show_usage()
+        self.header.show_usage()
+        self.header.stop_clock()
         state = _STATES[reason.outcome]
-        self._set_phase(record.phase, state)
-        self.header.stop.disabled = True
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
-        end = end_html(reason, state, len(record.ran), self._elapsed())
+        self._set_phase(self.record.phase, state)
+        end = end_html(reason, state, len(self.record.ran), self.header.elapsed)
         self._append(html_part(end, "agentnb-end"))
 
     # --- the approver ------------------------------------------------------------------
@@ -608,14 +532,11 @@ class ChatView:
         stops, the buttons go. After a finished run it changes nothing."""
         for turn in self._open.values():
             turn.stop_streaming()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
         self._drop_panel()
-        self.header.stop.disabled = True
-        if self.record.finished is None and self._ended is None:
+        live = self.record.finished is None and not self.header.ended
+        self.header.stop_clock()
+        if live:
             self.record.abandon(reason)
-            self._ended = self._clock()
             self._set_phase(self.record.phase, "failed")
 
 
