@@ -73,13 +73,13 @@ from typing import Any
 import nbformat
 
 from ..chat.events import Event, RunStarted
-from ..chat.messages import Execution, subject
+from ..chat.messages import Execution
 from ..chat.termination import StopReason
 from ..chat.transcript import read_transcript
 from ..errors import ConfigError
 from ..kernel.outputs import Output, strip_ansi
 from ..models.base import Usage
-from ..record import RunRecord, StepRecord
+from ..record import RunRecord, StepRecord, subject
 from ..ui.untrusted import safe_markdown, safe_outputs
 
 __all__ = ["build_notebook", "notebook_from_transcript", "save_notebook"]

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..chat.approval import ApprovalRequest, Decision
 from ..chat.events import Event, ExecutionFinished, RunFinished, RunStarted
 from ..chat.group import RunResult
-from ..chat.messages import subject
-from ..record import RunRecord
+from ..record import RunRecord, subject
 from ..ui.untrusted import safe_markdown
 
 if TYPE_CHECKING:

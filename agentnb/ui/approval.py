@@ -11,7 +11,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..chat.approval import ApprovalRequest, Decision
-from ..chat.messages import subject
+from ..record import subject
 from .card import Turn
 from .elements import button, html_part
 

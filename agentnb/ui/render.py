@@ -36,10 +36,11 @@ from pygments.formatters.html import HtmlFormatter
 from pygments.lexers.python import PythonLexer
 
 from ..chat.approval import ApprovalRequest, Decision
-from ..chat.messages import Execution, FinalReport, Proposal, Review, subject
+from ..chat.messages import Execution, FinalReport, Proposal, Review
 from ..chat.termination import StopReason
 from ..kernel.outputs import strip_ansi
 from ..models.base import Usage
+from ..record import subject
 
 __all__ = [
     "State",

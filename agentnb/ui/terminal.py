@@ -58,10 +58,10 @@ from ..chat.events import (
     assert_never,
     is_event,
 )
-from ..chat.messages import Execution, Feedback, FinalReport, Proposal, Review, StepResult, subject
+from ..chat.messages import Execution, Feedback, FinalReport, Proposal, Review, StepResult
 from ..kernel.outputs import png_size, render_for_model, truncate_middle
 from ..models.base import Usage
-from ..record import RunRecord
+from ..record import RunRecord, subject
 
 __all__ = ["TerminalApprover", "TerminalView"]
 

@@ -47,11 +47,11 @@ from ..chat.events import (
     assert_never,
     is_event,
 )
-from ..chat.messages import Feedback, FinalReport, Proposal, Review, StepResult, subject
+from ..chat.messages import Feedback, FinalReport, Proposal, Review, StepResult
 from ..chat.protocol import split_reasoning
 from ..chat.termination import Outcome, StopReason
 from ..errors import AgentnbError
-from ..record import RunRecord, StepRecord
+from ..record import RunRecord, StepRecord, subject
 from .approval import ApprovalPanel, Waiting
 from .card import Turn
 from .elements import html_part
