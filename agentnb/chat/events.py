@@ -12,10 +12,11 @@ filled in by the chat when it emits the event.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from ..models.base import Usage
 from .approval import ApprovalRequest, Decision
@@ -30,8 +31,15 @@ from .messages import (
 )
 from .termination import StopReason
 
+if sys.version_info >= (3, 11):
+    from typing import assert_never
+else:  # pragma: no cover - the openai package depends on typing_extensions
+    from typing_extensions import assert_never
+
 __all__ = [
+    "EVENT_TYPES",
     "AgentThinking",
+    "AnyEvent",
     "ApprovalDecided",
     "ApprovalRequested",
     "DataReady",
@@ -45,7 +53,9 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "TokenDelta",
+    "assert_never",
     "from_record",
+    "is_event",
     "to_record",
 ]
 
@@ -182,24 +192,40 @@ class RunFinished(Event):
     """Dollars per agent (None where the model's price is unknown)."""
 
 
+AnyEvent = (
+    RunStarted
+    | KernelReady
+    | DataReady
+    | AgentThinking
+    | TokenDelta
+    | ModelCalled
+    | MessagePosted
+    | ApprovalRequested
+    | ApprovalDecided
+    | ExecutionStarted
+    | ExecutionFinished
+    | Notice
+    | RunFinished
+)
+"""Every event a run emits: a closed union. A consumer ``match``-es on it and ends with
+``case _: assert_never(event)`` (:func:`assert_never` from here, for Python 3.10), so
+mypy names every consumer a new event must reach."""
+
+EVENT_TYPES: tuple[type[Event], ...] = typing.get_args(AnyEvent)
+"""The members of :data:`AnyEvent`, in order."""
+
+
+def is_event(value: object) -> TypeGuard[AnyEvent]:
+    """``value`` is one of the events a run emits (a member of :data:`AnyEvent`)."""
+    return isinstance(value, EVENT_TYPES)
+
+
 # --- transcript records -------------------------------------------------------
 
 _RECORD_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (
-        RunStarted,
-        KernelReady,
-        DataReady,
-        AgentThinking,
-        TokenDelta,
-        ModelCalled,
-        MessagePosted,
-        ApprovalRequested,
-        ApprovalDecided,
-        ExecutionStarted,
-        ExecutionFinished,
-        Notice,
-        RunFinished,
+        *EVENT_TYPES,
         Proposal,
         FinalReport,
         Review,

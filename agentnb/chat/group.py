@@ -73,6 +73,7 @@ from .messages import (
     Review,
     Step,
     StepResult,
+    subject,
 )
 from .protocol import (
     AuthorReply,
@@ -450,7 +451,7 @@ class GroupChat:
                 if report is None:
                     continue
                 self.final_report = report
-                return StopReason("approved", "the final report was approved")
+                return StopReason("approved", f"{subject(None)} was approved")
 
             number = len(self.steps) + 1
             self._post(
@@ -469,12 +470,12 @@ class GroupChat:
                     raise _Stopped(
                         StopReason(
                             "loop_guard",
-                            f"{author} kept proposing code that already failed in step {earlier} "
-                            f"({repeats} times); stopped to save tokens",
+                            f"{author} kept proposing code that already failed in "
+                            f"{subject(earlier)} ({repeats} times); stopped to save tokens",
                         )
                     )
                 words = (
-                    f"This code is the same as step {earlier}, which failed; it was not run "
+                    f"This code is the same as {subject(earlier)}, which failed; it was not run "
                     "again. Change the approach."
                 )
                 self._post(Feedback(sender="agentnb", text=words, step=number))
@@ -486,7 +487,7 @@ class GroupChat:
                 author, number, reply.text, reply.rationale, reply.code
             )
             if not approved:
-                self._check_revisions(pending, f"step {number}")
+                self._check_revisions(pending, subject(number))
                 pending.revise(reply.text, reviews[-1])
                 continue
 
@@ -544,7 +545,7 @@ class GroupChat:
         self._post(FinalReport(sender=author, text=report))
         approved, reviews = await self._review(author, None, report, report, "")
         if not approved:
-            self._check_revisions(pending, "the final report")
+            self._check_revisions(pending, subject(None))
             pending.revise(report, reviews[-1])
             return None
         if needs_approval(self.approve, "final"):
@@ -824,8 +825,9 @@ class GroupChat:
         decision = await self._guarded(self.approver.decide(request))
         self._emit(ApprovalDecided(request=request, decision=decision))
         if decision.action == "stop":
-            what = f"step {request.step}" if request.step else "the final report"
-            raise _Stopped(StopReason("user_stop", f"stopped by the user at {what}"))
+            raise _Stopped(
+                StopReason("user_stop", f"stopped by the user at {subject(request.step)}")
+            )
         return decision
 
     async def _execute(self, number: int, code: str, *, replayed: bool = False) -> Execution:

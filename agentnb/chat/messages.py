@@ -19,6 +19,7 @@ __all__ = [
     "Step",
     "StepResult",
     "Verdict",
+    "subject",
 ]
 
 _CELL_REF = re.compile(r"Cell In\[\d+\]")
@@ -158,6 +159,15 @@ class StepResult:
 
 AgentMessage = Proposal | FinalReport | Review | Feedback | StepResult
 """Everything that can be said in the group chat."""
+
+
+def subject(step: int | None, *, short: bool = False) -> str:
+    """What a proposal, a review, a decision or a stop is about, in the words every
+    part of agentnb uses: ``step 3``, or (``step`` None) ``the final report``, which
+    ``short`` makes ``the report`` where a card's heading already says *final report*."""
+    if step is not None:
+        return f"step {step}"
+    return "the report" if short else "the final report"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,6 +21,7 @@ from .messages import AgentMessage, StepResult
 __all__ = [
     "CostBudget",
     "MaxTurns",
+    "Outcome",
     "RunStats",
     "StopKind",
     "StopReason",
@@ -44,6 +45,14 @@ StopKind = Literal[
     "error",
 ]
 
+Outcome = Literal["approved", "stopped", "failed"]
+"""How a run ended, for everything that shows it or acts on it (the widget's colour,
+the terminal, the saved notebook, whether the ``%%agents`` cell fails)."""
+
+_FAILED: frozenset[StopKind] = frozenset({"model_error", "kernel_error", "error", "protocol"})
+"""A part failed (a model that cannot follow the reply protocol included). Limits,
+guards and the user's stop end a run as designed: they are ``stopped``."""
+
 
 @dataclass(frozen=True, slots=True)
 class StopReason:
@@ -56,6 +65,14 @@ class StopReason:
     def ok(self) -> bool:
         """The run reached an approved answer."""
         return self.kind == "approved"
+
+    @property
+    def outcome(self) -> Outcome:
+        """``approved``, ``failed`` when a part of the run failed, else ``stopped``
+        (a limit, a loop guard, a stop word or the user ended it)."""
+        if self.ok:
+            return "approved"
+        return "failed" if self.kind in _FAILED else "stopped"
 
     def __str__(self) -> str:
         return self.message

@@ -76,7 +76,7 @@ def _show(analysis: Analysis) -> None:
     from IPython.display import display
 
     analysis.display = display(  # type: ignore[no-untyped-call]
-        _get_session().bundle(analysis), raw=True, display_id=True
+        analysis.bundle(), raw=True, display_id=True
     )
 
 
@@ -111,7 +111,7 @@ async def run_cell(line: str, body: str) -> None:
             "the analysis was stopped by the interrupt; its managed kernel was interrupted too "
             "(its state is kept: a next %%agents cell continues from here)"
         ) from None
-    failure = _get_session().failure(analysis)
+    failure = analysis.failure()
     if failure is not None:
         raise AgentsError(failure)
 

@@ -67,28 +67,19 @@ import re
 import secrets
 import stat
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-from ..chat.events import (
-    DataReady,
-    Event,
-    ExecutionFinished,
-    ExecutionStarted,
-    MessagePosted,
-    ModelCalled,
-    RunFinished,
-    RunStarted,
-)
-from ..chat.messages import Execution, FinalReport, Proposal, Review, StepResult
+from ..chat.events import Event, RunStarted
+from ..chat.messages import Execution
 from ..chat.termination import StopReason
 from ..chat.transcript import read_transcript
 from ..errors import ConfigError
 from ..kernel.outputs import Output, strip_ansi
 from ..models.base import Usage
+from ..record import RunRecord, StepRecord, subject
 from ..ui.untrusted import safe_markdown, safe_outputs
 
 __all__ = ["build_notebook", "notebook_from_transcript", "save_notebook"]
@@ -112,92 +103,11 @@ _LANGUAGE_INFO = {
 }
 
 
-# --- gathering the run from its events -------------------------------------------------
-
-
-@dataclass
-class _Ran:
-    """A step that ran, with what was said about it."""
-
-    number: int
-    execution: Execution
-    proposal: Proposal | None
-    reviews: list[Review]
-    edited: bool
-
-
-@dataclass
-class _Run:
-    run_id: str = ""
-    started: RunStarted | None = None
-    ready: DataReady | None = None
-    setup_code: str | None = None
-    setup: Execution | None = None
-    steps: list[_Ran] = field(default_factory=list)
-    proposals: dict[int, Proposal] = field(default_factory=dict)
-    reviews: dict[int, list[Review]] = field(default_factory=dict)
-    reports: list[FinalReport] = field(default_factory=list)
-    calls: list[ModelCalled] = field(default_factory=list)
-    finished: RunFinished | None = None
-
-    def add(self, event: Event) -> None:
-        if event.run_id:
-            self.run_id = event.run_id
-        if isinstance(event, DataReady):
-            self.ready = event
-        elif isinstance(event, ExecutionStarted) and event.step == 0:
-            self.setup_code = event.code
-        elif isinstance(event, ExecutionFinished):
-            self._finished_step(event.step, event.execution)
-        elif isinstance(event, MessagePosted):
-            self._message(event.message)
-        elif isinstance(event, ModelCalled):
-            self.calls.append(event)
-        elif isinstance(event, RunFinished):
-            self.finished = event
-
-    def _finished_step(self, number: int, execution: Execution) -> None:
-        if number == 0:
-            self.setup = execution
-            self.setup_code = execution.code
-            return
-        proposal = self.proposals.get(number)
-        edited = proposal is not None and execution.code != proposal.code
-        self.steps.append(
-            _Ran(number, execution, proposal, list(self.reviews.get(number, ())), edited)
-        )
-
-    def _message(self, message: object) -> None:
-        if isinstance(message, Proposal):
-            # a revised proposal replaces the earlier one, and what was said of it
-            self.proposals[message.step] = message
-            self.reviews[message.step] = []
-        elif isinstance(message, Review) and message.step is not None:
-            if message.verdict == "approve":
-                self.reviews.setdefault(message.step, []).append(message)
-        elif isinstance(message, StepResult):
-            for ran in self.steps:
-                if ran.number == message.step:
-                    ran.edited = message.edited
-        elif isinstance(message, FinalReport):
-            self.reports.append(message)
-
-
-def _gather(events: Iterable[Event]) -> _Run:
-    run = _Run()
-    for event in events:
-        if isinstance(event, RunStarted):
-            run = _Run(started=event)  # the last run wins
-        run.add(event)
-    return run
-
-
 # --- cells ---------------------------------------------------------------------------
 
 
 class _Cells:
     def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
         self.prefix = _CELL_ID_CHARS.sub("", run_id)[:40] or "agentnb"
         self.cells: list[dict[str, Any]] = []
         self.count = 0
@@ -217,23 +127,14 @@ class _Cells:
             }
         )
 
-    def code(
-        self, source: str, outputs: Iterable[Output], *, step: int, author: str, edited: bool
-    ) -> None:
+    def code(self, source: str, outputs: Iterable[Output], provenance: dict[str, Any]) -> None:
         self.count += 1
         kept = [_output(out, self.count) for out in safe_outputs(outputs)]
         self.cells.append(
             {
                 "cell_type": "code",
                 "id": self._id(),
-                "metadata": {
-                    "agentnb": {
-                        "run_id": self.run_id,
-                        "step": step,
-                        "author": author,
-                        "edited": edited,
-                    }
-                },
+                "metadata": {"agentnb": provenance},
                 "source": source.strip("\n"),
                 "outputs": kept,
                 "execution_count": self.count,
@@ -250,15 +151,17 @@ def _output(out: Output, count: int) -> dict[str, Any]:
 
 
 def build_notebook(
-    events: Iterable[Event],
+    run: RunRecord | Iterable[Event],
     *,
     data_sources: Mapping[str, str] | None = None,
     known: Collection[str] = (),
 ) -> nbformat.NotebookNode:
-    """The analysis notebook of a run, from its events (live or from a transcript).
+    """The analysis notebook of a run, from its record or its events (live or from a
+    transcript, folded into a :class:`~agentnb.record.RunRecord`).
 
     Args:
-        events: the run's events in order; a run still going gives the notebook so far.
+        run: the run's record, or its events in order; a run still going gives the
+            notebook so far.
         data_sources: for data pushed from the user's session, code that recreates
             each name (``{"sales": "pd.read_csv('sales.csv')"}``); see the module notes.
         known: data names that cells before this notebook define (an earlier analysis
@@ -270,25 +173,25 @@ def build_notebook(
     """
     from .. import __version__
 
-    run = _gather(events)
+    if not isinstance(run, RunRecord):
+        run = RunRecord.fold(run)
     cells = _Cells(run.run_id)
-    task = run.started.task if run.started else ""
     _title(cells, run)
     _data(cells, run, dict(data_sources or {}), set(known))
     _steps(cells, run)
     _ending(cells, run)
-    reason = run.finished.reason if run.finished else None
+    reason = run.reason
     metadata = {
         "kernelspec": dict(_KERNELSPEC),
         "language_info": json.loads(json.dumps(_LANGUAGE_INFO)),
         "agentnb": {
             "version": __version__,
             "run_id": run.run_id,
-            "task": task,
-            "data": list(_data_names(run)),
-            "models": dict(run.started.models) if run.started else {},
-            "usage": {agent: _usage_record(u) for agent, u in _usage(run).items()},
-            "cost": _cost(run),
+            "task": run.task,
+            "data": list(run.data_names),
+            "models": run.models,
+            "usage": {agent: _usage_record(u) for agent, u in run.usage.items()},
+            "cost": run.cost,
             "stop_reason": {"kind": reason.kind, "message": reason.message} if reason else None,
         },
     }
@@ -338,27 +241,19 @@ def notebook_from_transcript(
     return build_notebook(events, data_sources=data_sources)
 
 
-def _title(cells: _Cells, run: _Run) -> None:
-    task = run.started.task.strip() if run.started else ""
+def _title(cells: _Cells, run: RunRecord) -> None:
+    task = run.task.strip()
     first = task.splitlines()[0].strip() if task else ""
     title = first if len(first) <= _TITLE_LIMIT else first[: _TITLE_LIMIT - 1].rstrip() + "…"
     lines = [f"# {title or 'Analysis'}", ""]
     if task and task != title:
         lines += ["**Task:**", "", _quote(task), ""]
-    who = ", ".join(
-        f"{agent} ({model})" for agent, model in (run.started.models.items() if run.started else ())
-    )
+    who = ", ".join(f"{agent} ({model})" for agent, model in run.models.items())
     byline = (
         f"An analysis by agentnb, run `{run.run_id}`" if run.run_id else "An analysis by agentnb"
     )
     lines.append(f"*{byline}{': ' + who if who else ''}.*")
     cells.markdown("\n".join(lines))
-
-
-def _data_names(run: _Run) -> tuple[str, ...]:
-    if run.ready is not None:
-        return run.ready.names
-    return run.started.data if run.started else ()
 
 
 def _assigned(code: str) -> set[str]:
@@ -397,13 +292,13 @@ def _source_code(name: str, source: str) -> str:
     return f"{name} = {source}"
 
 
-def _data(cells: _Cells, run: _Run, sources: dict[str, str], known: set[str]) -> None:
-    names = tuple(n for n in _data_names(run) if n not in known)
+def _data(cells: _Cells, run: RunRecord, sources: dict[str, str], known: set[str]) -> None:
+    names = tuple(n for n in run.data_names if n not in known)
     if not names and run.setup_code is None:
         return
     loaded = _assigned(run.setup_code) if run.setup_code else set()
     pushed = [n for n in names if n not in loaded]
-    described = dict(_SUMMARY_LINE.findall(run.ready.summary)) if run.ready else {}
+    described = dict(_SUMMARY_LINE.findall(run.data.summary)) if run.data else {}
 
     def label(name: str) -> str:
         what = described.get(name)
@@ -438,7 +333,7 @@ def _data(cells: _Cells, run: _Run, sources: dict[str, str], known: set[str]) ->
     cells.markdown("\n".join(lines))
     if run.setup_code is not None:
         outputs = run.setup.outputs if run.setup is not None else ()
-        cells.code(run.setup_code, outputs, step=0, author="agentnb", edited=False)
+        cells.code(run.setup_code, outputs, run.provenance(0))
     if recreated:
         code = "\n".join(_source_code(n, sources[n]) for n in recreated)
         imports = [
@@ -448,36 +343,34 @@ def _data(cells: _Cells, run: _Run, sources: dict[str, str], known: set[str]) ->
         ]
         if imports:
             code = "\n".join(imports) + "\n\n" + code
-        cells.code(code, (), step=0, author="user", edited=False)
+        cells.code(code, (), run.provenance(0, author="user"))
 
 
-def _steps(cells: _Cells, run: _Run) -> None:
-    for index, ran in enumerate(run.steps):
-        if ran.execution.ok:
-            _good_step(cells, ran)
+def _steps(cells: _Cells, run: RunRecord) -> None:
+    done = [(step, step.execution) for step in run.ran if step.execution is not None]
+    for index, (step, execution) in enumerate(done):
+        if execution.ok:
+            _good_step(cells, run, step, execution)
         else:
-            later = [s.number for s in run.steps[index + 1 :]]
-            _failed_step(cells, ran, later[0] if later else None)
+            later = [s.number for s, _ in done[index + 1 :]]
+            _failed_step(cells, step, execution, later[0] if later else None)
 
 
-def _good_step(cells: _Cells, ran: _Ran) -> None:
-    author = ran.proposal.sender if ran.proposal else "unknown"
-    lines = [f"## Step {ran.number}"]
-    rationale = ran.proposal.rationale.strip() if ran.proposal else ""
+def _good_step(cells: _Cells, run: RunRecord, step: StepRecord, execution: Execution) -> None:
+    lines = [f"## {subject(step.number).capitalize()}"]
+    rationale = step.why.strip()
     if rationale:
         lines += ["", rationale]
-    if ran.edited:
+    if step.edited:
         lines += [
             "",
             "*The user edited this code before it ran; the cell holds the code that ran.*",
         ]
     cells.markdown("\n".join(lines))
-    cells.code(
-        ran.execution.code, ran.execution.outputs, step=ran.number, author=author, edited=ran.edited
-    )
-    if ran.reviews:
+    cells.code(execution.code, execution.outputs, run.provenance(step.number))
+    if step.approvals:
         notes = []
-        for review in ran.reviews:
+        for review in step.approvals:
             words = review.text.strip()
             notes.append(
                 f"**{review.sender}** approved: {words}"
@@ -487,21 +380,23 @@ def _good_step(cells: _Cells, ran: _Ran) -> None:
         cells.markdown(_quote("\n\n".join(notes)))
 
 
-def _failed_step(cells: _Cells, ran: _Ran, next_step: int | None) -> None:
-    who = f" ({ran.proposal.sender})" if ran.proposal else ""
+def _failed_step(
+    cells: _Cells, step: StepRecord, execution: Execution, next_step: int | None
+) -> None:
+    who = f" ({step.author})" if step.author is not None else ""
     then = (
-        f"; the analysis went on with step {next_step}."
+        f"; the analysis went on with {subject(next_step)}."
         if next_step is not None
         else "; no step ran after it."
     )
     restarted = (
         " The kernel was restarted, so the variables of earlier steps were lost."
-        if ran.execution.restarted
+        if execution.restarted
         else ""
     )
     cells.markdown(
-        f"*Step {ran.number}{who} {_failure(ran.execution)} and is not part of this notebook"
-        f"{then}*{restarted}"
+        f"*{subject(step.number).capitalize()}{who} {_failure(execution)} and is not part of "
+        f"this notebook{then}*{restarted}"
     )
 
 
@@ -524,12 +419,10 @@ def _failure(execution: Execution) -> str:
     }.get(execution.status, f"ended with status {execution.status}")
 
 
-def _ending(cells: _Cells, run: _Run) -> None:
+def _ending(cells: _Cells, run: RunRecord) -> None:
     finished = run.finished
-    approved = finished is not None and finished.reason.ok
-    report = finished.final_report if finished is not None else None
-    if report is None and run.reports:
-        report = run.reports[-1].text
+    approved = run.outcome == "approved"
+    report = run.final_report
     if report is not None and report.strip():
         if approved:
             cells.markdown("## Final report\n\n" + report.strip())
@@ -557,15 +450,6 @@ def _quote(text: str) -> str:
     return "\n".join(f"> {line}" if line.strip() else ">" for line in text.strip().splitlines())
 
 
-def _usage(run: _Run) -> dict[str, Usage]:
-    if run.finished is not None:
-        return dict(run.finished.usage)
-    totals: dict[str, Usage] = {}
-    for call in run.calls:
-        totals[call.agent] = totals.get(call.agent, Usage()) + call.usage
-    return totals
-
-
 def _usage_record(usage: Usage) -> dict[str, Any]:
     return {
         "prompt_tokens": usage.prompt_tokens,
@@ -573,17 +457,6 @@ def _usage_record(usage: Usage) -> dict[str, Any]:
         "calls": usage.calls,
         "estimated": usage.estimated,
     }
-
-
-def _cost(run: _Run) -> float | None:
-    if run.finished is not None:
-        return run.finished.cost
-    total = 0.0
-    for call in run.calls:
-        if call.cost is None:
-            return None
-        total += call.cost
-    return total
 
 
 # --- saving -------------------------------------------------------------------------

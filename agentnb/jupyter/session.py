@@ -3,15 +3,19 @@
 One :class:`Session` lives in each user kernel that loaded the extension. It owns
 the managed kernel (pre-warmed when the extension loads), so a follow-up
 ``%%agents`` cell continues in the same kernel state and its agents are told what
-the earlier analyses of the session found. Each cell is one :class:`Analysis`:
-its widget, its events (the transcript has them first), its run task and its
-writer of notebook cells.
+the earlier analyses of the session found, and it answers the ``%agents``
+subcommands. Each cell is one :class:`~agentnb.jupyter.watch.Analysis`, the run it
+watches (:mod:`agentnb.jupyter.watch`).
 
 Settings, from lowest to highest precedence: the built-in defaults, the
 environment (``AGENTNB_MODEL``, ``AGENTNB_APPROVE``, …), traitlets configuration
 (``%config Agents.model = "..."`` or ``ipython_config.py``), the cell's flags.
 Configuration set in the notebook is more deliberate than a variable exported in
 a shell profile long ago, so it wins over the environment.
+
+(Over 500 lines because the settings, :class:`Agents` to :func:`parse_line`, are
+still here, as they were, while ``agentnb/options.py`` replaces them; without them
+the session is about 370 lines.)
 """
 
 from __future__ import annotations
@@ -19,52 +23,28 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
-import contextlib
 import difflib
 import logging
 import re
 import shlex
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from traitlets import Bool
 
-from ..chat.approval import ApprovalRequest, Decision
-from ..chat.events import (
-    Event,
-    ExecutionFinished,
-    MessagePosted,
-    RunFinished,
-    RunStarted,
-)
 from ..chat.group import RunResult
-from ..chat.messages import Proposal
 from ..errors import AgentnbError, ConfigError
 from ..flags import FlagParser, UsageError, add_run_flags, split_names
 from ..kernel import ManagedKernel
 from ..options import Resolved, RunOptions, configurable, specs
-from ..ui.untrusted import safe_markdown
+from ..record import RunRecord
 from .notebook import build_notebook, join_notebooks, save_notebook
-
-if TYPE_CHECKING:
-    from ..ui.widget import ChatView
-    from .cells import CellWriter
+from .watch import Analysis, Watched, observe
 
 __all__ = ["Agents", "Analysis", "Session", "resolve_settings"]
 
 log = logging.getLogger(__name__)
-
-FAILURES = frozenset({"model_error", "kernel_error", "error", "protocol"})
-"""Stop reasons that fail the cell, so that Run All stops there: a part failed (a
-model that cannot follow the reply protocol included). Limits and guards end a run
-as designed; the widget says why."""
-
-HEADLESS_GRACE = 5.0
-"""Seconds an approval waits for any frontend to show the widget before the run
-is stopped as headless (nbclient, papermill): nobody could ever click."""
 
 
 Agents: Any = configurable(
@@ -163,37 +143,6 @@ def summarise(result: RunResult, limit: int = 1_200) -> str:
     return "\n".join(lines)
 
 
-@dataclass
-class Analysis:
-    """One ``%%agents`` cell's run."""
-
-    task: str
-    settings: Resolved
-    view: ChatView
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    events: list[Event] = field(default_factory=list)
-    handle: asyncio.Task[RunResult | None] | None = None
-    result: RunResult | None = None
-    writer: CellWriter | None = None
-    out: Path | None = None
-    data_sources: dict[str, str] = field(default_factory=dict)
-    names: list[str] = field(default_factory=list)
-    """The ``--data`` variables to push."""
-    new: bool = False
-    background: bool = False
-    headless: str | None = None
-    """Why the run stopped for want of a frontend (nbclient, papermill), if it did."""
-    error: str | None = None
-    """Why the run could not start or crashed, if it did."""
-    display: Any = None
-    """The cell's display handle, updated with the outcome when the run ends."""
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def running(self) -> bool:
-        return self.handle is not None and not self.handle.done()
-
-
 class Session:
     """The agents of one user kernel."""
 
@@ -281,10 +230,12 @@ class Session:
             from ..run import _check_out
 
             out = _check_out(args.out)
+        record = RunRecord()
         analysis = Analysis(
             task=task,
             settings=settings,
-            view=ChatView(task),
+            view=ChatView(task, record=record),
+            record=record,
             out=out,
             names=names,
             new=bool(args.new),
@@ -313,7 +264,7 @@ class Session:
     async def start(self, analysis: Analysis) -> None:
         """Run the analysis as a task on this loop; returns once it is under way."""
         from ..run import run_with
-        from .cells import CellWriter, anchor_cell_id
+        from .cells import anchor_cell_id
 
         settings = analysis.settings
         options = settings.options
@@ -341,52 +292,11 @@ class Session:
                 "starts over: the earlier analyses' variables and history are not there.",
             )
         anchor = anchor_cell_id()
-        models: dict[str, str] = {}
-        proposals: dict[int, str] = {}
-
-        def on_event(event: Event) -> None:
-            analysis.events.append(event)
-            view.handle(event)
-            if isinstance(event, RunStarted):
-                models.update(event.models)
-                if anchor is None:
-                    # nbclient and papermill say nothing of the cell; nobody to insert for
-                    view.notify(
-                        "info",
-                        "Steps are not inserted as cells here: this frontend does not say "
-                        "which cell ran. Save the analysis (Save, or %agents save PATH) "
-                        "to get them as a notebook.",
-                    )
-                    return
-                analysis.writer = CellWriter(
-                    run_id=event.run_id,
-                    anchor=anchor,
-                    on_status=lambda text: view.notify("warning", text),
-                    on_inserted=view.step_inserted,
-                    # a page opened after the tab was closed shows the live widget again
-                    display=lambda: self.bundle(analysis),
-                )
-                analysis.writer.open()
-            elif isinstance(event, RunFinished) and analysis.writer is not None:
-                analysis.writer.finish()
-            elif isinstance(event, MessagePosted) and isinstance(event.message, Proposal):
-                proposals[event.message.step] = event.message.code
-            elif isinstance(event, ExecutionFinished):
-                execution = event.execution
-                if event.step > 0 and execution.ok and analysis.writer is not None:
-                    analysis.writer.insert(
-                        step=event.step,
-                        code=execution.code,
-                        outputs=list(execution.outputs),
-                        metadata={
-                            "models": dict(models),
-                            "edited": proposals.get(event.step, execution.code) != execution.code,
-                        },
-                    )
+        on_event = observe(analysis, anchor)
 
         data = {name: self.shell.user_ns[name] for name in analysis.names}
         self.pushed = [*self.pushed, *(n for n in analysis.names if n not in self.pushed)]
-        approver = _Watched(analysis, HEADLESS_GRACE)
+        approver = Watched(analysis)
         # the session saves every analysis of the session together (_finish), not run_with
         unsaved = Resolved(options.changed(out=None), settings.sources)
         coroutine = run_with(
@@ -425,27 +335,11 @@ class Session:
             else:
                 analysis.view.notify("info", f"analysis notebook saved: {path}")
         if analysis.display is not None:
-            analysis.display.update(self.bundle(analysis), raw=True)
+            analysis.display.update(analysis.bundle(), raw=True)
         writer = analysis.writer
         if writer is not None:
             await writer.ready()  # settles 'unavailable' (and tells the user) if it was
         return analysis.result
-
-    @staticmethod
-    def failure(analysis: Analysis) -> str | None:
-        """Why the analysis failed, when a part of it did (the model, the managed
-        kernel, the data, agentnb); None when it ended for any other reason."""
-        if analysis.headless is not None:
-            return analysis.headless
-        if analysis.error is not None:
-            return analysis.error
-        result = analysis.result
-        if result is None or result.stop_reason.kind not in FAILURES:
-            return None
-        kept = ""
-        if result.transcript_path is not None:
-            kept = f"; what ran is kept (%agents save PATH; transcript {result.transcript_path})"
-        return f"{result.stop_reason.message}{kept}"
 
     async def stop_and_wait(self, within: float = 15.0) -> None:
         """Stop the current run and wait until it has ended."""
@@ -456,27 +350,6 @@ class Session:
         await asyncio.wait([analysis.handle], timeout=within)
 
     # --- subcommands -----------------------------------------------------------------
-
-    def bundle(self, analysis: Analysis) -> dict[str, Any]:
-        """The cell's display: the live widget, and for anything that cannot show
-        widgets (papermill reports, GitHub, nbviewer) the task, how it ended and the
-        final report as markdown and text."""
-        bundle: dict[str, Any] = dict(analysis.view.widget._repr_mimebundle_())
-        finished = next((e for e in analysis.events if isinstance(e, RunFinished)), None)
-        title = analysis.task.strip().splitlines()[0]
-        if finished is None:
-            state = f"{analysis.view.phase} (open the notebook in Jupyter to follow it)"
-        else:
-            state = f"{finished.reason.kind}: {finished.reason.message}"
-        report = finished.final_report if finished is not None else None
-        bundle["text/plain"] = "\n\n".join(
-            part for part in (f"agentnb: {title}", state, report) if part
-        )
-        # shown in the cell the user ran, which is trusted: no raw HTML of the model's
-        bundle["text/markdown"] = safe_markdown(
-            "\n\n".join(part for part in (f"**agentnb**: {title}", f"*{state}*", report) if part)
-        )
-        return bundle
 
     def status(self) -> str:
         analysis = self.current
@@ -497,26 +370,7 @@ class Session:
             lines.append("no analysis yet: run a %%agents cell")
             return "\n".join(lines)
         lines.append(f"analyses in this session: {len(self.analyses)}")
-        lines.append(f"current: {analysis.task.splitlines()[0][:80]}")
-        lines.append(f"phase: {analysis.view.phase}")
-        finished = next((e for e in analysis.events if isinstance(e, RunFinished)), None)
-        if finished is not None:
-            tokens = sum(u.prompt_tokens + u.completion_tokens for u in finished.usage.values())
-            lines.append(f"stop reason: {finished.reason.kind} — {finished.reason.message}")
-            lines.append(
-                f"tokens: {tokens:,}" + (f", cost ${finished.cost:.4f}" if finished.cost else "")
-            )
-        steps = [e for e in analysis.events if isinstance(e, ExecutionFinished) and e.step > 0]
-        if steps:
-            lines.append("steps: " + ", ".join(f"{e.step} {e.execution.status}" for e in steps))
-        elapsed = time.monotonic() - analysis.started
-        lines.append(f"elapsed: {elapsed:.0f} s")
-        lines.append(
-            "settings: "
-            + analysis.settings.describe(
-                "model", "approve", "max_turns", "step_timeout", "sandbox", "network"
-            )
-        )
+        lines += analysis.status()
         return "\n".join(lines)
 
     def stop(self) -> bool:
@@ -548,8 +402,9 @@ class Session:
         notebooks = []
         for analysis in done:
             sources.update(analysis.data_sources)
-            notebooks.append(build_notebook(analysis.events, data_sources=sources, known=known))
-            known.update(n for e in analysis.events if isinstance(e, RunStarted) for n in e.data)
+            record = analysis.record
+            notebooks.append(build_notebook(record, data_sources=sources, known=known))
+            known.update(record.started.data if record.started is not None else ())
         return save_notebook(join_notebooks(notebooks), target)
 
     def _save_from_button(self) -> str:
@@ -563,37 +418,3 @@ class Session:
         value = await self.kernel.pull(name)
         self.shell.user_ns[name] = value
         return f"{name}: {type(value).__name__} copied from the agents' kernel"
-
-
-class _Watched:
-    """The widget as approver, which stops the run when no frontend shows it.
-
-    A frontend that renders the widget counts its views (``_view_count``); under
-    nbclient or papermill nothing ever does, and an approval would wait forever."""
-
-    def __init__(self, analysis: Analysis, grace: float) -> None:
-        self.analysis = analysis
-        self.grace = grace
-        self.shown = asyncio.Event()
-        analysis.view.widget.observe(self._counted, names="_view_count")
-
-    def _counted(self, change: dict[str, Any]) -> None:
-        if change["new"]:
-            self.shown.set()
-
-    async def decide(self, request: ApprovalRequest) -> Decision:
-        view = self.analysis.view
-        if view.widget._view_count:
-            self.shown.set()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.shown.wait(), self.grace)
-        if not self.shown.is_set():
-            what = f"step {request.step}" if request.step else "the final report"
-            self.analysis.headless = (
-                f"no frontend is showing this cell (a headless run under nbclient or "
-                f"papermill?), so nobody can approve {what}; run headless %%agents cells "
-                f"with --approve never"
-            )
-            view.notify("error", self.analysis.headless)
-            return Decision.stop()
-        return await view.decide(request)

@@ -40,6 +40,7 @@ from ..chat.messages import Execution, FinalReport, Proposal, Review
 from ..chat.termination import StopReason
 from ..kernel.outputs import strip_ansi
 from ..models.base import Usage
+from ..record import subject
 
 __all__ = [
     "State",
@@ -460,7 +461,7 @@ def execution_html(step: int, execution: Execution | None, *, edited: str | None
     if edited is not None:
         parts.append('<div class="agentnb-label">your edit, as it ran</div>')
         parts.append(code_html(edited))
-    what = "data" if step == 0 else f"step {step}"
+    what = "data" if step == 0 else subject(step)
     if execution is None:
         parts.append(
             f'<div class="agentnb-run"><span class="agentnb-badge agentnb-badge-running">'
@@ -560,14 +561,14 @@ _DECISION_MARKS = {"approve": "✓", "edit": "✎", "reject": "✗", "stop": "�
 
 def decision_html(request: ApprovalRequest, decision: Decision) -> str:
     """What the user decided, as a line on the card it was about."""
-    what = f"step {request.step}" if request.kind == "step" else "the report"
+    what = subject(request.step if request.kind == "step" else None, short=True)
     words = {
         ("step", "approve"): f"you approved {what}",
         ("step", "edit"): f"you edited {what}; your version runs",
         ("step", "reject"): f"you rejected {what}",
-        ("final", "approve"): "you accepted the report",
-        ("final", "edit"): "you edited the report",
-        ("final", "reject"): "you sent the report back",
+        ("final", "approve"): f"you accepted {what}",
+        ("final", "edit"): f"you edited {what}",
+        ("final", "reject"): f"you sent {what} back",
     }.get((request.kind, decision.action), f"you stopped the run at {what}")
     html = escape(words)
     feedback = decision.feedback.strip()

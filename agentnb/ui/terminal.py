@@ -1,6 +1,7 @@
 """The terminal front end of ``agentnb run``: live progress and approval prompts.
 
-:class:`TerminalView` is an observer: it renders each event of a run on a
+:class:`TerminalView` is an observer: it folds each event of a run into a
+:class:`~agentnb.record.RunRecord` and prints what happened from it on a
 :class:`rich.console.Console` (stderr by default, so that stdout carries only the
 final report). On a real terminal a spinner line shows the agent thinking and the
 tokens streamed so far; elsewhere (a pipe, a log file) whole replies are printed
@@ -10,6 +11,9 @@ once they are complete, never token by token.
 step (or final report) to decide on and asks ``[a]pprove / [e]dit / [r]eject /
 [s]top``. Lines are read in a thread, so the run's event loop never blocks on the
 keyboard.
+
+(Over 500 lines because the view and its approver share the console's rendering of
+code and outputs; ``agentnb run`` imports both from here.)
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from rich.text import Text
 from ..chat.approval import ApprovalRequest, Decision
 from ..chat.events import (
     AgentThinking,
+    AnyEvent,
     ApprovalDecided,
+    ApprovalRequested,
     DataReady,
     Event,
     ExecutionFinished,
@@ -49,10 +55,13 @@ from ..chat.events import (
     RunFinished,
     RunStarted,
     TokenDelta,
+    assert_never,
+    is_event,
 )
-from ..chat.messages import Execution, Feedback, FinalReport, Proposal, Review
+from ..chat.messages import Execution, Feedback, FinalReport, Proposal, Review, StepResult
 from ..kernel.outputs import png_size, render_for_model, truncate_middle
 from ..models.base import Usage
+from ..record import RunRecord, subject
 
 __all__ = ["TerminalApprover", "TerminalView"]
 
@@ -147,12 +156,14 @@ def _money(cost: float | None) -> str:
 
 
 class TerminalView:
-    """Renders the events of a run on a console, as they happen.
+    """Renders a run on a console as it happens: each event is folded into
+    :attr:`record`, and what is printed comes from there.
 
     Args:
         console: where to write (default: a console on stderr).
         quiet: show only the stop reason and the usage table at the end.
         output_limit: characters of each step output shown (the middle is cut).
+        record: the run record to show (default: a new one).
     """
 
     def __init__(
@@ -161,40 +172,76 @@ class TerminalView:
         *,
         quiet: bool = False,
         output_limit: int = 3_000,
+        record: RunRecord | None = None,
     ) -> None:
         self.console = console or Console(stderr=True)
         self.quiet = quiet
         self.output_limit = output_limit
+        self.record = record if record is not None else RunRecord()
         self.live = self.console.is_terminal and not self.console.is_dumb_terminal
-        self.finished: RunFinished | None = None
         self._status: Status | None = None
         self._streamed: dict[str, tuple[int, str]] = {}
         """Per agent: characters streamed so far, and the last of them."""
-        self._phase: dict[str, AgentThinking] = {}
-        self._costs: dict[str, float | None] = {}
-        self._proposed: dict[int, str] = {}
+
+    @property
+    def finished(self) -> RunFinished | None:
+        """The run's last event, once it came."""
+        return self.record.finished
 
     # --- the observer ----------------------------------------------------------------
 
     def __call__(self, event: Event) -> None:
+        """Fold one event into the record and show it."""
+        self.record.apply(event)
+        self.show(event)
+
+    def show(self, event: Event) -> None:
+        """Show one event that its owner already folded into :attr:`record`."""
+        if not is_event(event):
+            return
         if isinstance(event, TokenDelta):
             self._on_delta(event)
             return
         self._stop_status()
-        if isinstance(event, ModelCalled):
-            known = self._costs.get(event.agent, 0.0)
-            self._costs[event.agent] = (
-                None if known is None or event.cost is None else known + event.cost
-            )
         if isinstance(event, RunFinished):
-            self.finished = event
-            self._finished(event)
-            return
-        if self.quiet:
-            return
-        handler = getattr(self, f"_on_{type(event).__name__}", None)
-        if handler is not None:
-            handler(event)
+            self._finished()
+        elif not self.quiet:
+            self._dispatch(event)
+
+    def _dispatch(self, event: AnyEvent) -> None:
+        match event:
+            case RunStarted():
+                self._on_run_started(event)
+            case KernelReady():
+                style = "bold red" if event.sandboxed is False else "dim"
+                self.console.print(Text(f"kernel: {event.isolation}", style=style))
+            case DataReady():
+                self._on_data_ready(event)
+            case AgentThinking():
+                self._streamed[event.agent] = (0, "")
+                self._start_status(
+                    Text.assemble(
+                        (event.agent, f"bold {_colour(event.agent)}"), (" thinking…", "dim")
+                    )
+                )
+            case ModelCalled():
+                self._on_model_called(event)
+            case MessagePosted():
+                self._on_message(event)
+            case ApprovalDecided():
+                self._on_approval_decided(event)
+            case ExecutionStarted():
+                self._on_execution_started(event)
+            case ExecutionFinished():
+                self._on_execution_finished(event)
+            case Notice():
+                mark = {"info": "ℹ", "warning": "⚠", "error": "✘"}[event.level]
+                style = _NOTICE_STYLES[event.level]
+                self.console.print(Text(f"{mark} {event.text}", style=style))
+            case TokenDelta() | ApprovalRequested() | RunFinished():
+                pass  # streamed above; the approver shows the request; the end below
+            case _:
+                assert_never(event)
 
     def close(self) -> None:
         """Stop the spinner, if one is running (after an interrupted run)."""
@@ -232,9 +279,9 @@ class TerminalView:
         line.overflow = "crop"
         self._start_status(line)
 
-    # --- handlers, by event type -----------------------------------------------------
+    # --- handlers ----------------------------------------------------------------------
 
-    def _on_RunStarted(self, event: RunStarted) -> None:
+    def _on_run_started(self, event: RunStarted) -> None:
         lines = Text()
         lines.append("task  ", style="bold")
         lines.append(event.task.strip())
@@ -248,33 +295,22 @@ class TerminalView:
             lines.append(", ".join(event.data))
         self.console.print(Panel(lines, title="agentnb", title_align="left", border_style="blue"))
 
-    def _on_KernelReady(self, event: KernelReady) -> None:
-        style = "bold red" if event.sandboxed is False else "dim"
-        self.console.print(Text(f"kernel: {event.isolation}", style=style))
-
-    def _on_DataReady(self, event: DataReady) -> None:
+    def _on_data_ready(self, event: DataReady) -> None:
         self.console.print(Text(f"data ready: {', '.join(event.names)}", style="bold blue"))
         lines = event.summary.strip().splitlines()
         shown = "\n".join(lines[:20]) + (f"\n… ({len(lines) - 20} more lines)" * (len(lines) > 20))
         if shown:
             self.console.print(_indent(Text(shown, style="dim")))
 
-    def _on_AgentThinking(self, event: AgentThinking) -> None:
-        self._streamed[event.agent] = (0, "")
-        self._phase[event.agent] = event
-        self._start_status(
-            Text.assemble((event.agent, f"bold {_colour(event.agent)}"), (" thinking…", "dim"))
-        )
-
-    def _on_ModelCalled(self, event: ModelCalled) -> None:
-        thinking = self._phase.get(event.agent)
+    def _on_model_called(self, event: ModelCalled) -> None:
+        asked = self.record.asked.get(event.agent)
         doing = {
             "propose": "",
-            "review_step": f" reviews step {thinking.step}" if thinking else "",
-            "review_final": " reviews the final report",
+            "review_step": f" reviews {subject(asked.step)}" if asked else "",
+            "review_final": f" reviews {subject(None)}",
             "select": " chooses who speaks",
             "setup": "",
-        }[thinking.phase if thinking else "propose"]
+        }[asked.phase if asked else "propose"]
         usage = event.usage
         facts = [
             event.model,
@@ -294,41 +330,46 @@ class TerminalView:
             )
         )
 
-    def _on_MessagePosted(self, event: MessagePosted) -> None:
+    def _on_message(self, event: MessagePosted) -> None:
         message = event.message
-        if isinstance(message, Proposal):
-            self._proposed[message.step] = message.code
-            head = Text(f"proposes step {message.step}", style="bold")
-            self.console.print(_indent(head))
-            if message.rationale.strip():
-                self.console.print(_indent(Text(message.rationale.strip())))
-            self.console.print(_indent(_code(message.code)))
-        elif isinstance(message, Review):
-            what = f"step {message.step}" if message.step is not None else "the final report"
-            style = "bold green" if message.verdict == "approve" else "bold yellow"
-            line = Text.assemble((message.verdict.upper(), style), (f" {what}", "dim"))
-            if message.text.strip():
-                line.append(": ")
-                line.append(message.text.strip())
-            self.console.print(_indent(line))
-        elif isinstance(message, FinalReport):
-            self.console.print(_indent(Text("final report", style="bold")))
-            self.console.print(
-                _indent(Panel(Text(message.text.strip()), border_style="green", expand=False))
-            )
-        elif isinstance(message, Feedback):
-            where = f" on step {message.step}" if message.step else ""
-            self.console.print(
-                Text.assemble(
-                    ("● ", _colour(message.sender)),
-                    (message.sender, f"bold {_colour(message.sender)}"),
-                    (f" feedback{where}: ", _colour(message.sender)),
-                    message.text.strip(),
+        match message:
+            case Proposal():
+                head = Text(f"proposes {subject(message.step)}", style="bold")
+                self.console.print(_indent(head))
+                if message.rationale.strip():
+                    self.console.print(_indent(Text(message.rationale.strip())))
+                self.console.print(_indent(_code(message.code)))
+            case Review():
+                style = "bold green" if message.verdict == "approve" else "bold yellow"
+                line = Text.assemble(
+                    (message.verdict.upper(), style), (f" {subject(message.step)}", "dim")
                 )
-            )
+                if message.text.strip():
+                    line.append(": ")
+                    line.append(message.text.strip())
+                self.console.print(_indent(line))
+            case FinalReport():
+                self.console.print(_indent(Text("final report", style="bold")))
+                self.console.print(
+                    _indent(Panel(Text(message.text.strip()), border_style="green", expand=False))
+                )
+            case Feedback():
+                where = f" on {subject(message.step)}" if message.step else ""
+                self.console.print(
+                    Text.assemble(
+                        ("● ", _colour(message.sender)),
+                        (message.sender, f"bold {_colour(message.sender)}"),
+                        (f" feedback{where}: ", _colour(message.sender)),
+                        message.text.strip(),
+                    )
+                )
+            case StepResult():
+                pass  # shown as it finished (ExecutionFinished)
+            case _:
+                assert_never(message)
 
-    def _on_ApprovalDecided(self, event: ApprovalDecided) -> None:
-        what = f"step {event.request.step}" if event.request.kind == "step" else "the final report"
+    def _on_approval_decided(self, event: ApprovalDecided) -> None:
+        what = subject(event.request.step)
         action = event.decision.action
         words = {
             "approve": f"approved {what}",
@@ -342,23 +383,23 @@ class TerminalView:
             line.append(f": {event.decision.feedback.strip()}")
         self.console.print(line)
 
-    def _on_ExecutionStarted(self, event: ExecutionStarted) -> None:
+    def _on_execution_started(self, event: ExecutionStarted) -> None:
         if event.step == 0:
             label = "loading the data…"
         else:
-            label = f"running step {event.step}…"
-            proposed = self._proposed.get(event.step)
-            if proposed is not None and proposed != event.code:
-                self.console.print(Text(f"step {event.step} as edited:", style="bold cyan"))
+            label = f"running {subject(event.step)}…"
+            step = self.record.steps[event.step]
+            if step.edited:
+                self.console.print(Text(f"{subject(event.step)} as edited:", style="bold cyan"))
                 self.console.print(_indent(_code(event.code)))
         if self.live:
             self._start_status(Text(label, style="blue"))
         else:
             self.console.print(Text(label, style="blue"))
 
-    def _on_ExecutionFinished(self, event: ExecutionFinished) -> None:
+    def _on_execution_finished(self, event: ExecutionFinished) -> None:
         execution = event.execution
-        what = "data" if event.step == 0 else f"step {event.step}"
+        what = "data" if event.step == 0 else subject(event.step)
         style = _STATUS_STYLES.get(execution.status, "red")
         head = Text.assemble(
             ("▶ ", style),
@@ -376,27 +417,24 @@ class TerminalView:
         for text in _output_texts(execution, self.output_limit):
             self.console.print(_indent(text))
 
-    def _on_Notice(self, event: Notice) -> None:
-        mark = {"info": "ℹ", "warning": "⚠", "error": "✘"}[event.level]
-        style = _NOTICE_STYLES[event.level]
-        self.console.print(Text(f"{mark} {event.text}", style=style))
-
     # --- the end ---------------------------------------------------------------------
 
-    def _finished(self, event: RunFinished) -> None:
-        reason = event.reason
+    def _finished(self) -> None:
+        record = self.record
+        reason = record.reason
+        assert reason is not None
         self.console.print()
-        if reason.ok:
+        if reason.outcome == "approved":
             self.console.print(Text(f"✔ {reason.message}", style="bold green"))
         else:
             line = Text.assemble(("✘ stopped ", "bold red"), (f"({reason.kind})", "red"))
             line.append(f": {reason.message}")
             self.console.print(line)
-        if event.usage:
-            self.console.print(self.usage_table(event.usage, event.cost))
+        if record.usage:
+            self.console.print(self.usage_table(record.usage, record.cost))
 
     def usage_table(self, usage: Mapping[str, Usage], total_cost: float | None) -> Table:
-        """Calls, tokens and dollars per agent, and a total row."""
+        """Calls, tokens and dollars per agent (the record's), and a total row."""
         table = Table(title="usage", title_justify="left", show_footer=True)
         total = Usage()
         for agent in usage:
@@ -416,7 +454,7 @@ class TerminalView:
                 self._calls(used),
                 _count(used.prompt_tokens, used.estimated),
                 _count(used.completion_tokens, used.estimated),
-                _money(self._costs.get(agent)),
+                _money(self.record.costs.get(agent)),
             )
         return table
 
@@ -510,8 +548,7 @@ class TerminalApprover:
             raise _EndOfInput from None
 
     async def _ask(self, request: ApprovalRequest) -> Decision:
-        what = f"step {request.step}" if request.kind == "step" else "the final report"
-        prompt = f"{what}: [a]pprove / [e]dit / [r]eject / [s]top > "
+        prompt = f"{subject(request.step)}: [a]pprove / [e]dit / [r]eject / [s]top > "
         while True:
             answer = (await self._line(prompt)).strip().lower()
             if answer in ("a", "approve", "y", "yes"):
@@ -598,12 +635,12 @@ class TerminalApprover:
     def _show(self, request: ApprovalRequest) -> None:
         body: list[Any] = []
         if request.kind == "step":
-            title = f"approve step {request.step}?"
+            title = f"approve {subject(request.step)}?"
             if request.text.strip():
                 body.append(Text(request.text.strip()))
             body.append(_code(request.code))
         else:
-            title = "accept the final report?"
+            title = f"accept {subject(None)}?"
             body.append(Text(request.text.strip()))
         for review in request.reviews:
             body.append(Text(review, style="magenta"))

@@ -150,7 +150,7 @@ async def test_headless_approval_fails_fast_with_a_clear_message(
     cell: Cell, tmp_path: Path
 ) -> None:
     replies = script(tmp_path, [STEP, REPORT], ["APPROVE", "APPROVE"])
-    await cell("from agentnb import session\nsession.HEADLESS_GRACE = 0.5")
+    await cell("from agentnb.jupyter import watch\nwatch.HEADLESS_GRACE = 0.5")
     ran = await cell(f"%%agents --data sales --model scripted:{replies}\nWhich region sold most?")
     assert ran.status == "error"
     error = next(o for o in ran.outputs if o["output_type"] == "error")

@@ -1,0 +1,64 @@
+"""The run a ``%%agents`` cell watches, without a kernel: its events through the
+cell's wiring into the record and the widget, and how the cell ends."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from agentnb.chat.events import Event, RunFinished, RunStarted
+from agentnb.chat.group import RunResult
+from agentnb.chat.termination import StopKind, StopReason
+from agentnb.jupyter.session import Agents, resolve_settings
+from agentnb.jupyter.watch import Analysis, observe
+from agentnb.record import RunRecord
+from agentnb.ui.widget import ChatView
+
+
+def analysis_of(events: list[Event], reason: StopReason) -> Analysis:
+    """An analysis whose run sent ``events`` through the cell's wiring and returned."""
+    record = RunRecord()
+    analysis = Analysis(
+        task="How many?",
+        settings=resolve_settings(Agents(), {}),
+        view=ChatView("How many?", record=record),
+        record=record,
+    )
+    on_event = observe(analysis, anchor=None)  # no frontend said which cell ran
+    for event in events:
+        on_event(event)
+    analysis.result = RunResult(
+        run_id="run-1",
+        task="How many?",
+        final_report=None,
+        steps=(),
+        usage={},
+        cost=None,
+        stop_reason=reason,
+        transcript_path=None,
+    )
+    return analysis
+
+
+@pytest.mark.parametrize("kind", typing.get_args(StopKind))
+def test_the_widget_and_the_cell_agree_on_how_a_run_ended(kind: StopKind) -> None:
+    reason = StopReason(kind, f"ended: {kind}")
+    started = RunStarted(run_id="run-1", task="How many?", models={"analyst": "m"}, approve="each")
+    analysis = analysis_of([started, RunFinished(reason=reason, final_report=None)], reason)
+    cell_fails = analysis.failure() is not None
+    assert (analysis.view.phase == "failed") == cell_fails
+    assert analysis.view.phase == analysis.record.phase
+    assert (
+        analysis.view.phase
+        == {"approved": "done", "stopped": "stopped", "failed": "failed"}[reason.outcome]
+    )
+    assert f"{kind}: ended: {kind}" in analysis.bundle()["text/plain"]
+
+
+def test_a_loop_guard_stop_is_stopped_in_the_widget_and_the_cell_passes() -> None:
+    reason = StopReason("loop_guard", "3 steps in a row failed")
+    analysis = analysis_of([RunFinished(reason=reason, final_report=None)], reason)
+    assert analysis.view.phase == "stopped"
+    assert analysis.failure() is None
+    assert "phase: stopped" in analysis.status()
