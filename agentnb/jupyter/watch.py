@@ -165,9 +165,10 @@ def observe(analysis: Analysis, anchor: str | None) -> Callable[[Event], None]:
             analysis.writer.finish()
         elif isinstance(event, ExecutionFinished):
             execution = event.execution
+            writer = analysis.writer
             # a resumed run's earlier steps are in the notebook already: never twice
-            if event.step > 0 and execution.ok and not event.replayed and analysis.writer:
-                analysis.writer.insert(
+            if event.step > 0 and execution.ok and not event.replayed and writer is not None:
+                writer.insert(
                     step=event.step,
                     code=execution.code,
                     outputs=list(execution.outputs),
