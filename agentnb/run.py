@@ -31,6 +31,7 @@ from .chat.usage import PriceTable
 from .errors import ConfigError
 from .flags import UsageError
 from .jupyter.notebook import build_notebook, save_notebook
+from .jupyter.sources import save_values
 from .kernel import KernelConfig, ManagedKernel
 from .kernel.data import loader_code, variable_name
 from .models import resolve_model
@@ -337,6 +338,7 @@ async def run_with(
                 **(data_sources or {}),
             }
             files = {name: path for name, path in files.items() if name not in unseen}
+        pushed = dict(objects)
         for name, value in objects.items():
             await kernel.push(name, value)
         chat = GroupChat(
@@ -369,7 +371,12 @@ async def run_with(
             finally:
                 stopper.cancel()
         if out_path is not None:
-            notebook = build_notebook(events, data_sources=data_sources)
+            sources = dict(data_sources or {})
+            # pushed data no code recreates is saved beside the notebook
+            sources.update(
+                save_values({n: v for n, v in pushed.items() if n not in sources}, out_path)
+            )
+            notebook = build_notebook(events, data_sources=sources, folder=out_path.parent)
             result = replace(result, notebook=save_notebook(notebook, out_path))
         return result
     finally:

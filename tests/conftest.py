@@ -452,6 +452,20 @@ def fast_chat(fake_kernel: FakeKernel, tmp_path: Path) -> ChatRunner:
     return go
 
 
+async def rerun(path: Path) -> Any:
+    """Execute a saved notebook in a fresh python3 kernel in its own folder
+    ("Restart & Run All"); raises nbclient's CellExecutionError on any error."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    await client.async_execute()
+    return nb
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tier markers: a test in tests/kernel/ or using a kernel fixture starts real kernels;
     tests/browser/ drives a real browser."""

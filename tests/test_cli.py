@@ -5,6 +5,7 @@ Every run uses scripted replies (no network) and a real managed kernel.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
@@ -32,6 +33,8 @@ from agentnb.cli import main
 from agentnb.kernel.outputs import strip_ansi
 from agentnb.models.scripted import ScriptedModel
 from agentnb.ui.terminal import TerminalApprover, TerminalView
+
+from .conftest import rerun
 
 TASK = "What is the total amount?"
 AGENTNB_RUN = [sys.executable, "-m", "agentnb", "run"]
@@ -435,3 +438,17 @@ def test_replay_rebuilds_the_notebook_without_a_model(
     again = nbformat.read(workdir / "again.ipynb", as_version=4)
     assert any('sales["amount"].sum()' in c.source for c in again.cells)
     assert main(["replay", "missing.jsonl", "--out", "x.ipynb"]) == 2
+
+
+def test_the_out_notebook_reads_its_data_relatively_and_runs_again(workdir: Path) -> None:
+    model = script(workdir, [TOTAL, REPORT], ["APPROVE", "APPROVE"])
+    args = ["run", TASK, "--data", "sales.csv", "--model", model, "--approve", "never"]
+    assert main([*args, "--out", "reports/analysis.ipynb"]) == 0
+    target = workdir / "reports" / "analysis.ipynb"
+    setup = next(c for c in nbformat.read(target, as_version=4).cells if c.cell_type == "code")
+    assert "pd.read_csv('../sales.csv')" in setup.source  # not this machine's absolute path
+    again = asyncio.run(rerun(target))
+    printed = [
+        o.text for c in again.cells if c.cell_type == "code" for o in c.outputs if "text" in o
+    ]
+    assert "total 60\n" in printed

@@ -81,6 +81,7 @@ from ..kernel.outputs import Output, strip_ansi
 from ..models.base import Usage
 from ..record import RunRecord, StepRecord, subject
 from ..ui.untrusted import safe_markdown, safe_outputs
+from .sources import relative_paths
 
 __all__ = ["build_notebook", "notebook_from_transcript", "save_notebook"]
 
@@ -155,6 +156,7 @@ def build_notebook(
     *,
     data_sources: Mapping[str, str] | None = None,
     known: Collection[str] = (),
+    folder: Path | None = None,
 ) -> nbformat.NotebookNode:
     """The analysis notebook of a run, from its record or its events (live or from a
     transcript, folded into a :class:`~agentnb.record.RunRecord`).
@@ -167,6 +169,8 @@ def build_notebook(
         known: data names that cells before this notebook define (an earlier analysis
             of the same session, see :func:`join_notebooks`): not described or
             loaded again, so the state those cells left is what the steps see.
+        folder: where the notebook will be saved: files its data cells read are named
+            relative to it, so the notebook runs again wherever the two are moved.
 
     Raises:
         ConfigError: a data source is not valid Python.
@@ -177,7 +181,7 @@ def build_notebook(
         run = RunRecord.fold(run)
     cells = _Cells(run.run_id)
     _title(cells, run)
-    _data(cells, run, dict(data_sources or {}), set(known))
+    _data(cells, run, dict(data_sources or {}), set(known), folder)
     _steps(cells, run)
     _ending(cells, run)
     reason = run.reason
@@ -292,7 +296,9 @@ def _source_code(name: str, source: str) -> str:
     return f"{name} = {source}"
 
 
-def _data(cells: _Cells, run: RunRecord, sources: dict[str, str], known: set[str]) -> None:
+def _data(
+    cells: _Cells, run: RunRecord, sources: dict[str, str], known: set[str], folder: Path | None
+) -> None:
     names = tuple(n for n in run.data_names if n not in known)
     if not names and run.setup_code is None:
         return
@@ -333,9 +339,12 @@ def _data(cells: _Cells, run: RunRecord, sources: dict[str, str], known: set[str
     cells.markdown("\n".join(lines))
     if run.setup_code is not None:
         outputs = run.setup.outputs if run.setup is not None else ()
-        cells.code(run.setup_code, outputs, run.provenance(0))
+        setup = run.setup_code if folder is None else relative_paths(run.setup_code, folder)
+        cells.code(setup, outputs, run.provenance(0))
     if recreated:
         code = "\n".join(_source_code(n, sources[n]) for n in recreated)
+        if folder is not None:
+            code = relative_paths(code, folder)
         imports = [
             line
             for line, used in _IMPORTS.values()

@@ -21,13 +21,12 @@ the session is about 370 lines.)
 from __future__ import annotations
 
 import argparse
-import ast
 import asyncio
 import difflib
 import logging
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from ..kernel import ManagedKernel
 from ..options import Resolved, RunOptions, configurable, specs
 from ..record import RunRecord
 from .notebook import build_notebook, join_notebooks, save_notebook
+from .sources import recreate, save_values
 from .watch import Analysis, Watched, observe
 
 __all__ = ["Agents", "Analysis", "Session", "resolve_settings"]
@@ -104,24 +104,6 @@ def _expand(line: str, namespace: Mapping[str, Any]) -> str:
         return str(DollarFormatter().vformat(line, args=[], kwargs=namespace))
     except Exception:  # as IPython does: a line that does not format stays as written
         return line
-
-
-def _data_source(history: Sequence[str], name: str) -> str | None:
-    """The statement of the user's session that last bound ``name`` to a call,
-    such as ``sales = pd.read_csv("sales.csv")``: the saved notebook re-runs it."""
-    for cell in reversed(history):
-        try:
-            tree = ast.parse(cell)
-        except SyntaxError:  # magics and shell escapes
-            continue
-        for node in reversed(tree.body):
-            if (
-                isinstance(node, ast.Assign)
-                and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
-                and isinstance(node.value, ast.Call)
-            ):
-                return ast.get_source_segment(cell, node.value)
-    return None
 
 
 def summarise(result: RunResult, limit: int = 1_200) -> str:
@@ -245,7 +227,7 @@ class Session:
         analysis.view.widget._view_count = 0
         history = [str(cell) for cell in namespace.get("In", ())]
         for name in names:
-            source = _data_source(history, name)
+            source = recreate(history, name)
             if source is not None:
                 analysis.data_sources[name] = source
         return analysis
@@ -295,6 +277,7 @@ class Session:
         on_event = observe(analysis, anchor)
 
         data = {name: self.shell.user_ns[name] for name in analysis.names}
+        analysis.values = dict(data)
         self.pushed = [*self.pushed, *(n for n in analysis.names if n not in self.pushed)]
         approver = Watched(analysis)
         # the session saves every analysis of the session together (_finish), not run_with
@@ -402,8 +385,13 @@ class Session:
         notebooks = []
         for analysis in done:
             sources.update(analysis.data_sources)
+            # what no code of the session rebuilds is saved beside the notebook
+            kept = {n: v for n, v in analysis.values.items() if n not in sources}
+            sources.update(save_values(kept, target))
             record = analysis.record
-            notebooks.append(build_notebook(record, data_sources=sources, known=known))
+            notebooks.append(
+                build_notebook(record, data_sources=sources, known=known, folder=target.parent)
+            )
             known.update(record.started.data if record.started is not None else ())
         return save_notebook(join_notebooks(notebooks), target)
 

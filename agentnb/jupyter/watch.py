@@ -55,6 +55,8 @@ class Analysis:
     writer: CellWriter | None = None
     out: Path | None = None
     data_sources: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    """The ``--data`` values pushed, kept for a saved notebook that needs them."""
     names: list[str] = field(default_factory=list)
     """The ``--data`` variables to push."""
     new: bool = False

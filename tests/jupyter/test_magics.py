@@ -17,7 +17,7 @@ import pytest
 
 from agentnb.models.server import ScriptedServer
 
-from ..conftest import Cell, outcome, script, text, usage_error, value
+from ..conftest import Cell, outcome, rerun, script, text, usage_error, value
 
 STEP = (
     "Totals per region.\n\n"
@@ -189,7 +189,7 @@ async def test_pull_save_reset_and_unload(cell: Cell, tmp_path: Path) -> None:
     code = [c["source"] for c in notebook["cells"] if c["cell_type"] == "code"]
     # the user's own loading code recreates `sales`, then the step
     assert "".join(code[0]) == (
-        "import pandas as pd\n\n"
+        "import pandas as pd\n"
         "sales = pd.DataFrame({'region': ['North', 'South', 'North'], 'revenue': [10, 12, 20]})"
     )
     assert "totals = sales.groupby" in "".join(code[1])
@@ -206,6 +206,30 @@ async def test_pull_save_reset_and_unload(cell: Cell, tmp_path: Path) -> None:
     gone = await cell("%%agents --approve never\nQ?")
     assert gone.status == "error"  # the cell is plain Python again: not valid syntax
     assert value(await cell("magics._session is None")) is True
+
+
+async def test_a_saved_analysis_runs_again_from_another_folder(cell: Cell, tmp_path: Path) -> None:
+    await cell("import numpy as np\nimport pandas as pd\nrng = np.random.default_rng(1)")
+    await cell("frame = pd.DataFrame({'x': rng.normal(size=4)})")
+    await cell("changed = pd.DataFrame({'y': [1, 2]})\nchanged['z'] = changed.y * 2")
+    show = "print(round(float(frame.x.sum()), 6), int(changed.z.sum()))"
+    replies = script(tmp_path, [f"Sum.\n\n```python\n{show}\n```", REPORT], ["APPROVE"] * 2)
+    ran = await cell(
+        f"%%agents --data frame,changed --approve never --model scripted:{replies}\nSum them."
+    )
+    assert ran.status == "ok", ran.to_model_text()
+    saved = await cell("%agents save reports/analysis.ipynb")
+    assert "saved" in text(saved), text(saved)
+    target = tmp_path / "reports" / "analysis.ipynb"
+    # `frame` is rebuilt by the session's own code, rng included; `changed`, changed in
+    # place by a later line, is saved beside the notebook and read from there
+    assert (tmp_path / "reports" / "analysis_data" / "changed.parquet").is_file()
+    assert not (tmp_path / "reports" / "analysis_data" / "frame.parquet").exists()
+    again = await rerun(target)
+    outputs = [o for c in again.cells if c.cell_type == "code" for o in c.outputs]
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    expected = value(await cell("(round(float(frame.x.sum()), 6), int(changed.z.sum()))"))
+    assert printed.split() == [str(expected[0]), str(expected[1])]
 
 
 SLOW = "Wait.\n\n```python\nimport time\ntime.sleep(60)\n```"

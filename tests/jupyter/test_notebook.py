@@ -13,7 +13,6 @@ from typing import Any
 import nbformat
 import pandas as pd
 import pytest
-from nbclient import NotebookClient
 
 import agentnb
 from agentnb.chat.approval import ApprovalRequest, CallbackApprover, Decision
@@ -23,7 +22,7 @@ from agentnb.errors import ConfigError
 from agentnb.jupyter.notebook import build_notebook, notebook_from_transcript, save_notebook
 from agentnb.models.scripted import ScriptedModel
 
-from ..conftest import ChatRunner, Run, step
+from ..conftest import ChatRunner, Run, rerun, step
 
 TASK = "Which region brings in the most revenue?"
 CSV = "region,units,unit_price\nnorth,3,2.5\nsouth,5,1.5\nnorth,2,2.5\n"
@@ -80,16 +79,6 @@ def output_kinds(cell: Any) -> list[tuple[str, ...]]:
             continue  # consecutive writes to one stream are one output
         kinds.append(kind)
     return kinds
-
-
-async def rerun(path: Path) -> nbformat.NotebookNode:
-    """Execute a saved notebook in a fresh python3 kernel ("Restart & Run All")."""
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    )
-    await client.async_execute()
-    return nb
 
 
 # --- layout -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from agentnb.chat.messages import Execution, Step
 from agentnb.chat.termination import StopReason
 from agentnb.flags import HelpShown, UsageError
 from agentnb.jupyter.magics import transform
-from agentnb.jupyter.session import Agents, _data_source, parse_line, resolve_settings, summarise
+from agentnb.jupyter.session import Agents, parse_line, resolve_settings, summarise
 
 
 @pytest.fixture(autouse=True)
@@ -93,19 +93,6 @@ def test_the_transformer_rewrites_only_agents_cells_and_top_level_lines() -> Non
     assert lines[0] == "x = 1\n"
     assert lines[2:] == ["    %agents status\n", "%agentsx\n"]
     assert transform(["%%agentsfoo\n", "x\n"]) == ["%%agentsfoo\n", "x\n"]
-
-
-def test_data_sources_come_from_the_users_own_cells() -> None:
-    history = [
-        "",
-        "import pandas as pd\nsales = pd.read_csv('old.csv')",
-        "%matplotlib inline",
-        "sales = pd.read_csv('sales.csv', parse_dates=['date'])\nsales.head()",
-        "sales['x'] = 1",
-    ]
-    assert _data_source(history, "sales") == "pd.read_csv('sales.csv', parse_dates=['date'])"
-    assert _data_source(history, "other") is None
-    assert _data_source(["df = other_df"], "df") is None  # not a call: nothing to re-run
 
 
 def test_the_history_of_an_analysis_is_short() -> None:
