@@ -33,7 +33,7 @@ from .flags import UsageError
 from .jupyter.notebook import build_notebook, save_notebook
 from .jupyter.sources import save_values
 from .kernel import KernelConfig, ManagedKernel
-from .kernel.data import loader_code, variable_name
+from .kernel.data import assigned, loader_code, variable_name
 from .models import resolve_model
 from .models.base import ModelClient
 from .options import Resolved, RunOptions, specs
@@ -273,7 +273,7 @@ async def run_with(
         if files:
             raise ConfigError("a resumed run loads its data as the earlier run did: give no files")
         setup, known = resume.data_code, [*resume.data_names]
-        missing = [n for n in resume.data_names if n not in _defined(setup) and n not in objects]
+        missing = [n for n in resume.data_names if n not in assigned(setup) and n not in objects]
         if missing and kernel is None:
             raise ConfigError(
                 f"the earlier run was given {', '.join(missing)} from a notebook's variables: "
@@ -400,17 +400,6 @@ def _read_here(files: Mapping[str, Path]) -> dict[str, Any]:
             ) from None
         loaded[name] = namespace[name]
     return loaded
-
-
-def _defined(code: str | None) -> set[str]:
-    """The names a data-loading cell assigns."""
-    if not code:
-        return set()
-    names = set()
-    for node in ast.walk(ast.parse(code)):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-    return names
 
 
 def _files_in(code: str | None) -> list[Path]:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 _session: Session | None = None
 
 _LINE_USAGE = (
-    "%agents status | stop | save [PATH] | pull NAME | reset  "
+    "%agents status | stop | save [PATH] | pull NAME | resume [RUN] | reset  "
     "(a %%agents cell runs an analysis; %%agents --help lists its flags)"
 )
 
@@ -93,6 +93,10 @@ async def run_cell(line: str, body: str) -> None:
     analysis = _prepare(line, body)
     if analysis is None:
         return
+    await _run(analysis)
+
+
+async def _run(analysis: Analysis) -> None:
     try:
         await _get_session().check(analysis)
     except AgentnbError as exc:
@@ -151,6 +155,9 @@ async def run_line(line: str) -> Any:
             return _Text("the agents start over: a fresh managed kernel, no history")
         if command == "pull" and len(args) == 1:
             return _Text(await session.pull(args[0]))
+        if command == "resume" and len(args) <= 1:
+            await _run(session.prepare_resume(args[0] if args else None))
+            return None
     except AgentnbError as exc:
         raise _usage_error(exc) from None
     return _at_once(session, line, command, args)

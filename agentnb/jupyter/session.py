@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import json
 import logging
 import re
 import shlex
@@ -36,6 +37,7 @@ from ..chat.group import RunResult
 from ..errors import AgentnbError, ConfigError
 from ..flags import FlagParser, UsageError, add_run_flags, split_names
 from ..kernel import ManagedKernel
+from ..kernel.data import assigned
 from ..options import Resolved, RunOptions, configurable, specs
 from ..record import RunRecord
 from .notebook import build_notebook, join_notebooks, save_notebook
@@ -232,6 +234,72 @@ class Session:
                 analysis.data_sources[name] = source
         return analysis
 
+    def prepare_resume(self, run: str | None) -> Analysis:
+        """The analysis that continues an earlier run (``%agents resume [RUN]``): by
+        default the last one of this session, else the newest transcript of this
+        folder that did not end with an approved answer; RUN is a run id or a
+        transcript's path. Its steps run again in a fresh managed kernel."""
+        from ..chat.resume import resumption
+        from ..ui.widget import ChatView
+
+        if self.current is not None and self.current.running:
+            raise UsageError("an analysis is still running: stop it first (%agents stop)")
+        earlier = resumption(self._transcript_of(run))
+        namespace = self.shell.user_ns
+        loaded = assigned(earlier.data_code)
+        names = [n for n in earlier.data_names if n not in loaded]
+        missing = [n for n in names if n not in namespace]
+        if missing:
+            raise UsageError(
+                f"%agents resume: the run was given {', '.join(missing)}, which this "
+                "namespace does not have: define it again first"
+            )
+        settings = resolve_settings(self.config, {})
+        options = settings.options
+        if not (options.model or options.analyst_model or options.critic_model):
+            settings = RunOptions.resolve(
+                config=self.config, defaults={**NOTEBOOK_DEFAULTS, **earlier.role_models}
+            )
+        record = RunRecord()
+        analysis = Analysis(
+            task=earlier.task,
+            settings=settings,
+            view=ChatView(earlier.task, record=record),
+            record=record,
+            names=names,
+            new=True,  # a fresh kernel: the earlier one's state is what the steps rebuild
+            resume=earlier,
+        )
+        analysis.view.widget._view_count = 0
+        return analysis
+
+    def _transcript_of(self, run: str | None) -> Path:
+        from ..chat.transcript import default_transcript_dir
+
+        if run is not None and Path(run).expanduser().is_file():
+            return Path(run).expanduser()
+        if run is None:
+            last = self.current
+            result = last.result if last is not None else None
+            if result is not None and result.transcript_path and not result.ok:
+                return result.transcript_path
+        folder = default_transcript_dir()
+        for path in sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True):
+            try:
+                with path.open(encoding="utf-8") as file:
+                    first = json.loads(file.readline())
+            except (OSError, ValueError):
+                continue
+            if run is not None and first.get("run_id") != run:
+                continue
+            if run is None and '"kind": "approved"' in path.read_text(encoding="utf-8")[-4000:]:
+                continue
+            return path
+        what = f"run {run}" if run else "a run to resume"
+        raise UsageError(
+            f"%agents resume: no transcript of {what} in {folder}; give a transcript's path"
+        )
+
     async def check(self, analysis: Analysis) -> None:
         """Fail before anything shows when a model cannot be used at all (no model
         named, no API key): a :class:`ConfigError` saying what to set."""
@@ -285,6 +353,7 @@ class Session:
         coroutine = run_with(
             analysis.task,
             unsaved,
+            resume=analysis.resume,
             data=data or None,
             data_names=[n for n in self.pushed if n not in data],
             approver=approver if options.approve != "never" else None,

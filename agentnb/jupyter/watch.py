@@ -28,6 +28,7 @@ from ..record import RunRecord, subject
 from ..ui.untrusted import safe_markdown
 
 if TYPE_CHECKING:
+    from ..chat.resume import Resumption
     from ..options import Resolved
     from ..ui.widget import ChatView
     from .cells import CellWriter
@@ -56,6 +57,8 @@ class Analysis:
     out: Path | None = None
     data_sources: dict[str, str] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
+    resume: Resumption | None = None
+    """The earlier run this one continues (``%agents resume``)."""
     """The ``--data`` values pushed, kept for a saved notebook that needs them."""
     names: list[str] = field(default_factory=list)
     """The ``--data`` variables to push."""

@@ -7,6 +7,7 @@ saved notebook will need to run from a fresh kernel.
 
 from __future__ import annotations
 
+import ast
 import keyword
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ __all__ = [
     "CELL_CHARS",
     "NAME_CHARS",
     "VALUE_CHARS",
+    "assigned",
     "loader_code",
     "summary_code",
     "variable_name",
@@ -45,6 +47,19 @@ def variable_name(path: Path) -> str:
     if name[0].isdigit() or keyword.iskeyword(name):
         name = f"df_{name}"
     return name
+
+
+def assigned(code: str | None) -> set[str]:
+    """The names a data-loading cell binds (none for code that does not parse)."""
+    if not code:
+        return set()
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    return {
+        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
 
 
 def loader_code(files: dict[str, Path]) -> str:

@@ -264,3 +264,25 @@ async def test_background_returns_at_once_and_stop_ends_the_run(cell: Cell, tmp_
     assert "stopped" in text(await cell("%agents stop"))
     assert await outcome(cell) == ("user_stop", ["interrupted"])
     assert "no analysis is running" in text(await cell("%agents stop"))
+
+
+async def test_resume_continues_a_run_that_ended_without_an_answer(
+    cell: Cell, tmp_path: Path
+) -> None:
+    first = script(tmp_path, [STEP, REPORT], ["APPROVE", "APPROVE"], name="first.json")
+    ran = await cell(
+        f"%%agents --data sales --approve never --max-turns 3 --model scripted:{first}\nQ?"
+    )
+    assert ran.status == "ok", ran.to_model_text()  # a limit ends a run; the cell passes
+    assert "stop reason: max_turns" in text(await cell("%agents status"))
+    later = script(tmp_path, [REPORT], ["APPROVE"], name="later.json")
+    await cell(f"%config Agents.model = 'scripted:{later}'\n%config Agents.approve = 'never'")
+    resumed = await cell("%agents resume")
+    assert resumed.status == "ok", resumed.to_model_text()
+    status = text(await cell("%agents status"))
+    assert "stop reason: approved" in status
+    assert "steps: 1 ok" in status
+    # the step ran again in the fresh kernel: its variable is there
+    pulled = await cell("%agents pull totals\ntotals.to_dict()")
+    assert value(pulled) == {"North": 30, "South": 12}
+    assert "no transcript of run nope" in usage_error(await cell("%agents resume nope"))
