@@ -25,6 +25,7 @@ from .errors import (
     KernelStartError,
     ModelError,
 )
+from .evaluate import evaluate
 from .kernel import KernelConfig, ManagedKernel
 from .kernel.outputs import OutputLimits
 from .run import arun, run
@@ -82,6 +83,7 @@ __all__ = [
     "TokenBudget",
     "__version__",
     "arun",
+    "evaluate",
     "load_ipython_extension",
     "run",
     "unload_ipython_extension",
