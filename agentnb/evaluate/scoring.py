@@ -199,9 +199,13 @@ def number_match(
 
 def _normal_text(value: Any) -> str:
     text = " ".join(str(value).split()).casefold()
-    while len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"`":
-        text = text[1:-1].strip()
-    return text.removesuffix(".").strip()
+    while True:
+        before = text
+        text = text.removesuffix(".").strip()
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"`":
+            text = text[1:-1].strip()
+        if text == before:
+            return text
 
 
 def text_match(answer: str | None, expected: Any) -> bool:
