@@ -295,7 +295,8 @@ def _eval(
         return EXIT_OK
     if not args.suite or not args.out:
         raise UsageError("give a SUITE and --out DIR, or --compare A B (see 'agentnb eval --help')")
-    resolved = RunOptions.resolve(given(args), defaults={"approve": "never"})
+    options = {k: v for k, v in given(args).items() if k != "out"}  # --out is eval's folder
+    resolved = RunOptions.resolve(options, defaults={"approve": "never"})
     view = ProgressView(err, quiet=args.quiet)
     bridge = SyncBridge()
     try:
