@@ -296,6 +296,7 @@ def _eval(
     if not args.suite or not args.out:
         raise UsageError("give a SUITE and --out DIR, or --compare A B (see 'agentnb eval --help')")
     options = {k: v for k, v in given(args).items() if k != "out"}  # --out is eval's folder
+    options["approve"] = "never"  # headless, whatever $AGENTNB_APPROVE says
     resolved = RunOptions.resolve(options, defaults={"approve": "never"})
     view = ProgressView(err, quiet=args.quiet)
     bridge = SyncBridge()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -142,7 +141,10 @@ async def aevaluate(
     for name, why in _NOT_RUN_OPTIONS.items():
         if options.get(name) is not None:
             raise ConfigError(f"evaluate() takes no {name!r}: {why}")
+    if options.get("approve") not in (None, "never"):
+        raise ConfigError("evaluate() runs every task headless: approve is always 'never'")
     given = {name: value for name, value in options.items() if value is not None}
+    given["approve"] = "never"  # whatever $AGENTNB_APPROVE or configuration say
     if "max_turns" in options and options["max_turns"] is None:
         given["max_turns"] = None
     try:
@@ -551,5 +553,4 @@ def make_record(
         "transcript": str(transcript or (result.transcript_path if result else "") or ""),
         "report": report_text,
         "finished": _now(),
-        "pid": os.getpid(),
     }

@@ -15,6 +15,7 @@ from agentnb import ConfigError
 from agentnb.chat.events import KernelReady
 from agentnb.chat.transcript import read_transcript
 from agentnb.evaluate import EvalAborted, aevaluate, load_suite
+from agentnb.models.scripted import ScriptedModel
 from agentnb.models.server import Status
 
 from ..kernel.gateway import running_gateway
@@ -236,3 +237,27 @@ async def test_tasks_run_on_a_kernel_gateway(
         events = read_transcript(Path(record["transcript"]))
         (ready,) = [e for e in events if isinstance(e, KernelReady)]
         assert "gateway" in ready.isolation
+
+
+async def test_a_model_client_given_as_an_object_serves_every_task(tmp_path: Path) -> None:
+    suite = native(
+        tmp_path,
+        [
+            {"id": "a", "task": "First?", "answers": {"x": 1}},
+            {"id": "b", "task": "Second?", "answer": "two"},
+        ],
+        {},
+    )
+    closed: list[str] = []
+
+    class Model(ScriptedModel):
+        async def aclose(self) -> None:
+            closed.append("model")
+
+    model = Model({"analyst": ["@x[1]", "FINAL ANSWER: two"], "critic": ["APPROVE", "APPROVE"]})
+    result = await aevaluate(suite, out=tmp_path / "out", model=model, kernel_config=FAST)
+    assert result.summary["accuracy_by_question"] == 1.0
+    assert closed == ["model"]  # once, at the end: not after the first task
+    assert result.summary["label"] == "scripted"
+    with pytest.raises(ConfigError, match="approve is always 'never'"):
+        await aevaluate(suite, out=tmp_path / "other", model=model, approve="each")
