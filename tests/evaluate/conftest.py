@@ -15,7 +15,7 @@ import pytest
 
 from agentnb.evaluate import Suite, Task, load_suite
 from agentnb.kernel import KernelConfig
-from agentnb.models.server import Fault, ScriptedServer
+from agentnb.models.server import Fault, ScriptedServer, call
 
 ANALYST_PROMPT = "You are a careful data analyst"
 
@@ -65,6 +65,8 @@ class Oracle:
         self.modes = dict(modes or {})
         self.behaviours = dict(behaviours or {})
         self.requests: list[tuple[str, str | None]] = []
+        self.tool_calls = 0
+        """Requests that offered tools (the tools protocol)."""
         self._lock = threading.Lock()
 
     def task_of(self, text: str) -> Task | None:
@@ -76,15 +78,18 @@ class Oracle:
         system, user = messages[0]["content"], messages[-1]["content"]
         role = "analyst" if system.startswith(ANALYST_PROMPT) else "critic"
         task = self.task_of(user)
+        tools = bool(body.get("tools"))  # the tools protocol: answer with tool calls
         with self._lock:
             self.requests.append((role, task.id if task else None))
+            self.tool_calls += tools
         if role == "critic":
-            return "APPROVE"
+            return call("review", verdict="approve", comments="Fine.") if tools else "APPROVE"
         assert task is not None, f"the oracle cannot tell the task of: {user[:300]}"
         behaviour = self.behaviours.get(task.id)
         if behaviour is not None:
             return behaviour(user)
-        return report(task, self.modes.get(task.id, self.mode))
+        text = report(task, self.modes.get(task.id, self.mode))
+        return call("final_report", report=text) if tools else text
 
     def calls(self, role: str) -> list[str | None]:
         return [task for who, task in self.requests if who == role]

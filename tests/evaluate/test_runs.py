@@ -14,7 +14,7 @@ import pytest
 from agentnb import ConfigError
 from agentnb.chat.events import KernelReady
 from agentnb.chat.transcript import read_transcript
-from agentnb.evaluate import EvalAborted, aevaluate, load_suite
+from agentnb.evaluate import EvalAborted, aevaluate, compare, load_suite
 from agentnb.models.scripted import ScriptedModel
 from agentnb.models.server import Status
 
@@ -176,23 +176,36 @@ async def test_a_second_run_skips_what_was_scored_and_rerun_failed_retries(
         await aevaluate(dabench, out=out, critic=False, **endpoint(server))
 
 
-async def test_no_critic_runs_the_analyst_alone(
+async def test_ablations_no_critic_and_the_tools_protocol(
     oracle_server: OracleServer, dabstep: Path, tmp_path: Path
 ) -> None:
     suite = load_suite(dabstep)
     oracle, server = oracle_server(suite)
-    result = await aevaluate(
-        dabstep, out=tmp_path / "out", critic=False, ids=["2"], kernel_config=FAST,
-        **endpoint(server),
-    )  # fmt: skip
-    assert oracle.calls("critic") == []
+    options = {**endpoint(server), "ids": ["2"], "kernel_config": FAST}
+    alone = await aevaluate(dabstep, out=tmp_path / "alone", critic=False, **options)
+    assert oracle.calls("critic") == []  # the analyst alone
     assert oracle.calls("analyst") == ["2"]
-    (record,) = result.records
+    (record,) = alone.records
     assert record["correct"]
     assert record["models"] == {"analyst": "scripted"}
     assert record["tokens"].keys() == {"analyst"}
-    assert result.summary["label"] == "scripted, no critic, text"
-    assert result.summary["critic"] is False
+    assert alone.summary["label"] == "scripted, no critic, text"
+    assert alone.summary["critic"] is False
+    assert oracle.tool_calls == 0
+
+    tools = await aevaluate(dabstep, out=tmp_path / "tools", **{**options, "protocol": "tools"})
+    assert oracle.calls("critic") == ["2"]
+    assert oracle.tool_calls == 2  # the analyst's final_report, the critic's review
+    assert tools.summary["accuracy_by_question"] == 1.0
+    assert tools.summary["label"] == "scripted, tools"
+
+    both = compare(tmp_path / "tools", tmp_path / "alone")
+    labels = [run["label"] for run in both["runs"]]
+    assert labels == ["scripted, tools", "scripted, no critic, text"]
+    assert both["both"] == 1
+    with_critic, without = (run["tokens"]["per_agent"] for run in both["runs"])
+    assert with_critic.keys() == {"analyst", "critic"}
+    assert without.keys() == {"analyst"}
 
 
 async def test_the_first_tasks_failing_alike_stop_the_evaluation(
