@@ -25,6 +25,7 @@ from .errors import (
     KernelStartError,
     ModelError,
 )
+from .evaluate import evaluate
 from .kernel import KernelConfig, ManagedKernel
 from .kernel.outputs import OutputLimits
 from .run import aresume, arun, resume, run
@@ -83,6 +84,7 @@ __all__ = [
     "__version__",
     "aresume",
     "arun",
+    "evaluate",
     "load_ipython_extension",
     "resume",
     "run",

@@ -6,7 +6,8 @@ progress on stderr and printing the approved final report on stdout, so that
 of the notebook magic's. ``agentnb demo`` runs a shipped analysis offline with
 scripted replies; ``agentnb replay TRANSCRIPT --out PATH`` rebuilds the analysis
 notebook of a past run without calling any model; ``agentnb resume TRANSCRIPT``
-continues a run that was stopped or cut short.
+continues a run that was stopped or cut short; ``agentnb eval SUITE --out DIR``
+runs a benchmark suite and scores it (:mod:`agentnb.evaluate`).
 
 Exit status: 0 when the final report was approved, 1 when the run ended without
 an approved answer (the stop reason says why), 2 for usage and configuration
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -114,6 +116,55 @@ def _parser() -> FlagParser:
     )
     replay.add_argument("transcript", metavar="TRANSCRIPT", help="a run's .jsonl transcript")
     replay.add_argument("--out", metavar="PATH.ipynb", required=True, help="the notebook to write")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="run a benchmark suite and score the answers (accuracy, tokens, cost, time)",
+        description=(
+            "Run every task of SUITE headless, each in its own managed kernel, and score the "
+            "answers as the benchmark does. SUITE: a local copy of InfiAgent-DABench or "
+            "DABStep in its published layout, a suite.jsonl of your own, or 'mini' (shipped). "
+            "Results go to --out (results.jsonl, summary.json, summary.md, report.ipynb); the "
+            "same command again resumes. Exit status: 0 done, 1 stopped because the first "
+            "tasks all failed alike, 2 usage or configuration error, 130 Ctrl-C (finished "
+            "tasks are kept)."
+        ),
+    )
+    evaluate.add_argument("suite", metavar="SUITE", nargs="?", help="the suite to run")
+    evaluate.add_argument(
+        "--out",
+        metavar="DIR",
+        help="the results folder; one that holds a run of the same models is resumed",
+    )
+    evaluate.add_argument(
+        "--concurrency", metavar="N", type=int, default=1, help="tasks at a time (default: 1)"
+    )
+    evaluate.add_argument(
+        "--rerun-failed",
+        action="store_true",
+        help="run again the tasks that ended without an answer (errors, time-outs, budgets)",
+    )
+    evaluate.add_argument(
+        "--no-critic",
+        action="store_true",
+        help="the analyst alone: no review of steps or report (to measure what the critic buys)",
+    )
+    evaluate.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="put two runs side by side (results folders or results.jsonl files); with --out, "
+        "also write compare.json and compare.ipynb there",
+    )
+    evaluate.add_argument(
+        "--ids", metavar="ID[,ID...]", action="append", help="only these tasks (repeatable)"
+    )
+    evaluate.add_argument("--limit", metavar="N", type=int, help="only the first N tasks")
+    evaluate.add_argument(
+        "--label", metavar="TEXT", help="the run's name in tables (default: its models)"
+    )
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no line per task")
+    add_run_flags(evaluate, notebook=False, exclude=("data", "approve", "out", "transcript"))
     return parser
 
 
@@ -258,6 +309,79 @@ def _replay(
     return EXIT_OK
 
 
+def _eval(
+    args: argparse.Namespace,
+    out: Console,
+    err: Console,
+    input_fn: Callable[[str], str] | None,
+) -> int:
+    from ._sync import SyncBridge
+    from .evaluate import EvalAborted, compare, evaluate_with, write_summary
+    from .evaluate.report import write_comparison
+    from .evaluate.view import ProgressView, summary_table
+
+    if args.compare:
+        if args.suite:
+            raise UsageError("give a SUITE to run, or --compare A B, not both")
+        comparison = compare(*args.compare)
+        out.print(summary_table(comparison["runs"]))
+        a, b = (run["label"] for run in comparison["runs"])
+        out.print(
+            f"\non the {comparison['common']} tasks both ran: {comparison['both']} right in both, "
+            f"{len(comparison['only_a'])} only in {a}, {len(comparison['only_b'])} only in {b}, "
+            f"{comparison['neither']} in neither",
+            markup=False,
+            highlight=False,
+        )
+        if args.out:
+            err.print(Text(f"notebook: {write_comparison(comparison, args.out)}", style="bold"))
+        return EXIT_OK
+    if not args.suite or not args.out:
+        raise UsageError("give a SUITE and --out DIR, or --compare A B (see 'agentnb eval --help')")
+    options = {k: v for k, v in given(args).items() if k != "out"}  # --out is eval's folder
+    options["approve"] = "never"  # headless, whatever $AGENTNB_APPROVE says
+    resolved = RunOptions.resolve(options, defaults={"approve": "never"})
+    view = ProgressView(err, quiet=args.quiet)
+    bridge = SyncBridge()
+    try:
+        result = bridge.run(
+            evaluate_with(
+                args.suite,
+                resolved,
+                out=args.out,
+                concurrency=args.concurrency,
+                rerun_failed=args.rerun_failed,
+                critic=not args.no_critic,
+                ids=split_names(args.ids) or None,
+                limit=args.limit,
+                label=args.label,
+                view=view,
+            )
+        )
+    except KeyboardInterrupt:
+        view.close()
+        err.print(
+            Text(
+                f"\n✘ stopped (Ctrl-C): the finished tasks are kept in {args.out}; the same "
+                "command goes on from there",
+                style="bold red",
+            )
+        )
+        if (Path(args.out) / "run.json").is_file():
+            out.print(summary_table([write_summary(args.out)]))
+        return EXIT_INTERRUPTED
+    except EvalAborted as exc:
+        err.print(f"agentnb: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_NO_ANSWER
+    finally:
+        view.close()
+        bridge.close()
+    out.print(summary_table([result.summary]))
+    err.print(Text(f"results: {result.results_path}", style="dim"))
+    err.print(Text(f"notebook: {result.notebook_path}", style="bold"))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None, *, input_fn: Callable[[str], str] | None = None) -> int:
     """Run the ``agentnb`` command; return its exit status.
 
@@ -275,7 +399,13 @@ def main(argv: Sequence[str] | None = None, *, input_fn: Callable[[str], str] | 
         return EXIT_USAGE
     except HelpShown:
         return EXIT_OK
-    commands = {"run": _run, "demo": _demo, "replay": _replay, "resume": _resume}
+    commands = {
+        "run": _run,
+        "demo": _demo,
+        "replay": _replay,
+        "resume": _resume,
+        "eval": _eval,
+    }
     try:
         return commands[args.command](args, out, err, input_fn)
     except AgentnbError as exc:

@@ -8,7 +8,7 @@ instead of exiting: a mistyped flag in a notebook cell must not end the kernel.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, NoReturn
 
 from .errors import ConfigError
@@ -90,27 +90,31 @@ def split_names(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
 
 
-def add_run_flags(parser: argparse.ArgumentParser, *, notebook: bool) -> None:
+def add_run_flags(
+    parser: argparse.ArgumentParser, *, notebook: bool, exclude: Collection[str] = ()
+) -> None:
     """Add the flags of a run, one per option of :class:`~agentnb.options.RunOptions`
-    that has one here. Values left out are None, so that configuration and the
-    environment can fill them in."""
-    if notebook:
-        parser.add_argument(
-            "--data",
-            metavar="NAME[,NAME...]",
-            action="append",
-            help="variables of your namespace to give the agents (DataFrames, …)",
-        )
-    else:
-        parser.add_argument(
-            "--data",
-            metavar="FILE",
-            action="append",
-            help="a data file loaded as a DataFrame named after it (repeatable; or FILE,FILE)",
-        )
+    that has one here, but those named in ``exclude`` (``data`` is the data flag).
+    Values left out are None, so that configuration and the environment can fill
+    them in."""
+    if "data" not in exclude:
+        if notebook:
+            parser.add_argument(
+                "--data",
+                metavar="NAME[,NAME...]",
+                action="append",
+                help="variables of your namespace to give the agents (DataFrames, …)",
+            )
+        else:
+            parser.add_argument(
+                "--data",
+                metavar="FILE",
+                action="append",
+                help="a data file loaded as a DataFrame named after it (repeatable; or FILE,FILE)",
+            )
     here = "notebook" if notebook else "cli"
     for name, (spec, _) in specs().items():
-        if spec.flag not in ("both", here):
+        if spec.flag not in ("both", here) or name in exclude:
             continue
         flag = spec.flag_name(name)
         help = spec.help + (f" (or $AGENTNB_{name.upper()})" if spec.env else "")
