@@ -468,9 +468,9 @@ async def rerun(path: Path) -> Any:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tier markers: a test in tests/kernel/ or using a kernel fixture starts real kernels;
-    tests/browser/ drives a real browser."""
+    tests/browser/ drives a real browser; ``llama`` tests mark themselves."""
     for item in items:
-        if item.get_closest_marker("quality") or item.get_closest_marker("kernel"):
+        if any(item.get_closest_marker(m) for m in ("quality", "kernel", "llama")):
             continue
         if "browser" in Path(str(item.path)).parts[-2:-1]:
             item.add_marker(pytest.mark.browser)
