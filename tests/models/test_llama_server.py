@@ -25,14 +25,14 @@ from typing import Any
 import pytest
 
 from agentnb import ManagedKernel
+from agentnb.chat.events import Event, ModelCalled, Notice, RunFinished, TokenDelta
+from agentnb.chat.protocol.reasoning import split_reasoning
+from agentnb.chat.termination import StopReason
+from agentnb.chat.transcript import read_transcript
 from agentnb.errors import ModelError
-from agentnb.events import Event, ModelCalled, Notice, RunFinished, TokenDelta
 from agentnb.models.base import ChatMessage
 from agentnb.models.openai_compat import OpenAIModel
-from agentnb.protocol.reasoning import split_reasoning
 from agentnb.run import arun
-from agentnb.termination import StopReason
-from agentnb.transcript import read_transcript
 
 from .conftest import Llamas
 from .llama import ALIAS, THINKING_TEMPLATE, LlamaServer
@@ -224,7 +224,10 @@ async def test_a_stop_mid_reply_ends_the_call_and_the_generation(
     )
     assert deltas
     assert result.stop_reason.kind == "user_stop"
-    assert result.usage == {}  # an abandoned call is not counted
+    # the abandoned call is counted, as an estimate of what was sent and streamed
+    (usage,) = result.usage.values()
+    assert (usage.calls, usage.estimated) == (1, True)
+    assert usage.prompt_tokens > 0
     # the closed stream stops the server too: it does not write on for nobody
     deadline = time.monotonic() + 10
     while server.busy():
