@@ -338,6 +338,7 @@ async def run_with(
                 **(data_sources or {}),
             }
             files = {name: path for name, path in files.items() if name not in unseen}
+            setup = loader_code(files) if files else None
         pushed = dict(objects)
         for name, value in objects.items():
             await kernel.push(name, value)
