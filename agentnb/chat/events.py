@@ -21,6 +21,7 @@ from ..models.base import Usage
 from .approval import ApprovalRequest, Decision
 from .messages import (
     AgentMessage,
+    DisplayUpdate,
     Execution,
     Feedback,
     FinalReport,
@@ -201,6 +202,7 @@ _RECORD_TYPES: dict[str, type[Any]] = {
         Feedback,
         StepResult,
         Execution,
+        DisplayUpdate,
         ApprovalRequest,
         Decision,
         StopReason,

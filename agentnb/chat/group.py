@@ -70,6 +70,7 @@ from .messages import (
     Review,
     Step,
     StepResult,
+    apply_updates,
 )
 from .protocol import AuthorReply, ProtocolViolation, parse_author, parse_review, split_reasoning
 from .roles import Role, load_prompt
@@ -719,8 +720,19 @@ class GroupChat:
             self.executor.execute(code, timeout=self.step_timeout), execution=True
         )
         self._turns += 1
+        if execution.updates:
+            self._apply_updates(execution)
         self._emit(ExecutionFinished(step=number, execution=execution))
         return execution
+
+    def _apply_updates(self, later: Execution) -> None:
+        """Earlier steps show what ``later`` changed of their outputs (display updates)."""
+        earlier = [self.setup, *(step.execution for step in self.steps)]
+        present = [ex for ex in earlier if ex is not None]
+        updated = dict(zip(map(id, present), apply_updates(present, later), strict=True))
+        if self.setup is not None:
+            self.setup = updated[id(self.setup)]
+        self.steps[:] = [replace(s, execution=updated[id(s.execution)]) for s in self.steps]
 
     # --- stopping ------------------------------------------------------------------
 

@@ -83,7 +83,14 @@ from ..chat.events import (
     RunFinished,
     RunStarted,
 )
-from ..chat.messages import Execution, FinalReport, Proposal, Review, StepResult
+from ..chat.messages import (
+    Execution,
+    FinalReport,
+    Proposal,
+    Review,
+    StepResult,
+    apply_updates,
+)
 from ..chat.termination import StopReason
 from ..chat.transcript import read_transcript
 from ..errors import ConfigError
@@ -157,6 +164,15 @@ class _Run:
             self.finished = event
 
     def _finished_step(self, number: int, execution: Execution) -> None:
+        if execution.updates:  # outputs of earlier steps that this one changed
+            earlier = [ran.execution for ran in self.steps]
+            if self.setup is not None:
+                earlier.insert(0, self.setup)
+            updated = apply_updates(earlier, execution)
+            if self.setup is not None:
+                self.setup = updated.pop(0)
+            for ran, now in zip(self.steps, updated, strict=True):
+                ran.execution = now
         if number == 0:
             self.setup = execution
             self.setup_code = execution.code
