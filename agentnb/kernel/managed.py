@@ -418,6 +418,21 @@ class ManagedKernel:
             DisplayUpdate(execution_count=count, outputs=tuple(outputs))
             for count, outputs in self._displays.finish(collector)
         )
+        for comm_id, outputs in self._displays.captured_state():
+            # as a frontend does (nbclient too): the widget in the kernel learns what
+            # it shows; sent before the next request, handled before it
+            with contextlib.suppress(Exception):
+                self._backend.send(
+                    "comm_msg",
+                    {
+                        "comm_id": comm_id,
+                        "data": {
+                            "method": "update",
+                            "state": {"outputs": outputs},
+                            "buffer_paths": [],
+                        },
+                    },
+                )
         notes: list[str] = []
         status: ExecutionStatus
         restarted = False

@@ -187,7 +187,7 @@ class OutputCollector:
         model = self.displays.capturing(msg["parent_header"].get("msg_id"))
         if model is not None:
             model.take(msg)
-            self.displays.changed_model(model, self)
+            self.displays.captured(model, self)
             return
         self._take(msg, display_id)
 
@@ -303,9 +303,10 @@ class _OutputModel:
     """An ipywidgets ``Output`` widget of the kernel, kept as a frontend keeps it: the
     outputs captured into it (or set on it), and the outputs that show it."""
 
-    __slots__ = ("collector", "msg_id", "views")
+    __slots__ = ("collector", "comm_id", "msg_id", "views")
 
-    def __init__(self, limits: OutputLimits) -> None:
+    def __init__(self, comm_id: str, limits: OutputLimits) -> None:
+        self.comm_id = comm_id
         # display ids shown inside the widget are not followed (nor are they by
         # nbclient): its own Displays, which nothing updates
         self.collector = OutputCollector(limits, Displays())
@@ -353,6 +354,7 @@ class Displays:
         self._models: dict[str, _OutputModel] = {}
         self._capturing: dict[str, list[_OutputModel]] = {}
         self._changed: dict[OutputCollector, None] = {}
+        self._captured: dict[_OutputModel, None] = {}
         self._kept: collections.deque[OutputCollector] = collections.deque()
 
     def register(self, display_id: str, collector: OutputCollector, item: _Rich) -> None:
@@ -379,6 +381,11 @@ class Displays:
         if model is not None:
             item.model = model
             model.views.append((collector, item))
+
+    def captured(self, model: _OutputModel, current: Any) -> None:
+        """``model`` took an output of the step."""
+        self._captured[model] = None
+        self.changed_model(model, current)
 
     def changed_model(self, model: _OutputModel, current: Any) -> None:
         for collector, _ in model.views:
@@ -409,7 +416,7 @@ class Displays:
                 state.get("_model_name") != "OutputModel"
             ):
                 return
-            model = self._models[comm_id] = _OutputModel(current.limits)
+            model = self._models[comm_id] = _OutputModel(comm_id, current.limits)
         elif msg["msg_type"] == "comm_msg" and data.get("method") == "update":
             found = self._models.get(comm_id)
             if found is None:
@@ -447,6 +454,13 @@ class Displays:
             while len(self._kept) > self.keep:
                 self.forget(self._kept.popleft())
         return changed
+
+    def captured_state(self) -> list[tuple[str, list[Output]]]:
+        """The Output widgets that captured outputs since the last call, with their
+        outputs: a frontend writes them back to the kernel's widget (so that
+        ``out.outputs`` holds them there too), and so does the managed kernel."""
+        models, self._captured = list(self._captured), {}
+        return [(model.comm_id, model.outputs()) for model in models]
 
 
 _OUTPUT_TYPES = frozenset(
