@@ -187,6 +187,7 @@ class _Outputs:
         self.through: dict[str, Any] = {}
         self.writers = {name: self._writer(name) for name in ("stdout", "stderr")}
         self.active = False
+        self.step: str | None = None  # the msg_id of the step's request
         self._reset()
         ip.display_pub.register_hook(self._on_display)
         ip.displayhook.register_hook(self._on_result)
@@ -211,6 +212,8 @@ class _Outputs:
     def install(self, *_: Any) -> None:
         with self.lock:
             self._reset()
+            header = self.ip.kernel.get_parent().get("header") or {}
+            self.step = header.get("msg_id")
             for name, writer in self.writers.items():
                 stream = getattr(sys, name)
                 self.streams[name] = stream
@@ -235,16 +238,27 @@ class _Outputs:
     # --- streams ----------------------------------------------------------------------
 
     def _writer(self, name: str) -> Any:
+        main = threading.main_thread().ident
+
         def write(text: object) -> int:
+            if not (self.active and isinstance(text, str)) or (
+                threading.get_ident() != main and not self._ours(name)
+            ):
+                # What is not text raises, as the stream itself does (the traceback
+                # is shown without this frame, see _on_error); what a thread of an
+                # earlier step writes is that step's, and passes.
+                return self.through[name](text)  # type: ignore[no-any-return]
             with self.lock:
-                if not self.active or not isinstance(text, str):
-                    # raises for what is not text, as the stream itself does (the
-                    # traceback is shown without this frame, see _on_error)
-                    return self.through[name](text)  # type: ignore[no-any-return]
                 self._write(name, text)
             return len(text)
 
         return write
+
+    def _ours(self, name: str) -> bool:
+        """Whether the calling thread writes for this step (the kernel's fd
+        watcher does: output of the step's subprocesses)."""
+        parent = getattr(self.streams.get(name), "parent_header", None) or {}
+        return (parent.get("header") or {}).get("msg_id") == self.step
 
     def _write(self, name: str, text: str) -> None:
         self._arrive()
