@@ -216,9 +216,14 @@ class _Outputs:
             self.step = header.get("msg_id")
             for name, writer in self.writers.items():
                 stream = getattr(sys, name)
+                current = stream.write
+                if current != writer:  # not left installed by a step that broke off
+                    self.through[name] = current
+                try:
+                    stream.write = writer
+                except (AttributeError, TypeError):
+                    continue  # a stream the step's code put there: not guarded
                 self.streams[name] = stream
-                self.through[name] = stream.write
-                stream.write = writer
             self.active = True
 
     def remove(self, *_: Any) -> None:
@@ -231,7 +236,6 @@ class _Outputs:
                 if getattr(stream, "write", None) == self.writers[name]:
                     stream.write = self.through[name]
             self.streams.clear()
-            self.through.clear()
             self.held = []
             self.run = None
 
@@ -433,7 +437,7 @@ class _Outputs:
                 continue
             self._flush_streams()
             pub.session.send(pub.pub_socket, op, ident=pub.topic)
-        if self.dropped_outputs > self.reported:
+        if self.dropped_outputs > self.reported and "stderr" in self.streams:
             count = self.dropped_outputs - self.reported
             self.reported = self.dropped_outputs
             self.through["stderr"](OUTPUTS_SENTINEL.format(n=count))

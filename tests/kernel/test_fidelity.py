@@ -45,6 +45,10 @@ NOTEBOOKS: dict[str, list[str]] = {
         "{'dict': 1, 'list': [1, 2, 3]}",
         "display(1, 2)\n3",
         "x = 5\nx;",
+        "%%capture cap\nprint('hidden')\ndisplay('also hidden')",
+        "print(cap.stdout, end='')\ncap.outputs[0].data",
+        "import contextlib, io\nbuf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n    print('redirected')\nbuf.getvalue()",
     ],
     "display ids": [
         "h = display('0 %', display_id=True)",
