@@ -425,10 +425,21 @@ class _Outputs:
                 self._release()
 
     def _release(self) -> None:
-        """Send what is held, in order."""
+        """Send what is held, in order, with the count of outputs left out since the
+        last clear (before a clear that waits for an output, which it is not)."""
         held, self.held = self.held, []
+        if self.dropped_outputs > self.reported and "stderr" in self.streams:
+            count = self.dropped_outputs - self.reported
+            self.reported = self.dropped_outputs
+            clears = [i for i, op in enumerate(held) if _is_clear(op)]
+            at = clears[-1] if self.wait and clears else len(held)
+            held.insert(at, _Count(count))
         pub = self.ip.display_pub
         for op in held:
+            if isinstance(op, _Count):
+                self.through["stderr"](OUTPUTS_SENTINEL.format(n=op.n))
+                self.wrote = True
+                continue
             if isinstance(op, _Run):
                 text = op.take(self.tail)
                 if text:
@@ -437,11 +448,6 @@ class _Outputs:
                 continue
             self._flush_streams()
             pub.session.send(pub.pub_socket, op, ident=pub.topic)
-        if self.dropped_outputs > self.reported and "stderr" in self.streams:
-            count = self.dropped_outputs - self.reported
-            self.reported = self.dropped_outputs
-            self.through["stderr"](OUTPUTS_SENTINEL.format(n=count))
-            self.wrote = True
         self._flush_streams()
 
     def _flush_streams(self) -> None:
@@ -449,6 +455,15 @@ class _Outputs:
             self.wrote = False
             for stream in self.streams.values():
                 stream.flush()
+
+
+class _Count:
+    """Where the count of outputs left out goes among the held outputs."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
 
 
 def _survivors(ip: Any, ops: list[Any]) -> list[dict[str, Any]]:
@@ -607,22 +622,23 @@ class _Tidy:
 
 class _PidClock:
     """The last process or thread id the kernel's PID namespace handed out (Linux's
-    ``ns_last_pid``): unchanged means no process was started meanwhile. One read of
-    a file kept open, about a microsecond; None where there is no such file."""
+    ``ns_last_pid``): unchanged means no process was started meanwhile. One small
+    read, some microseconds; None where there is no such file. (Opened at each read:
+    a descriptor of it kept open made a new kernel's first step 10 ms slower.)"""
 
-    def __init__(self) -> None:
-        try:
-            self.fd: int | None = os.open("/proc/sys/kernel/ns_last_pid", os.O_RDONLY)
-        except OSError:
-            self.fd = None
+    path = "/proc/sys/kernel/ns_last_pid"
 
     def read(self) -> int | None:
-        if self.fd is None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
             return None
         try:
-            return int(os.pread(self.fd, 32, 0))
+            return int(os.read(fd, 32))
         except (OSError, ValueError):
             return None
+        finally:
+            os.close(fd)
 
 
 def _processes_of(parent: int | None, prune: Collection[int] = ()) -> dict[int, str]:

@@ -202,10 +202,17 @@ class OutputCollector:
             return
         if msg_type == "update_display_data":
             return
+        text = content.get("text", "") if msg_type == "stream" else ""
+        if "\x00" in text:
+            # outputs the kernel counted and did not send join our own count; a
+            # stream of that count alone is no output (it applies no pending clear)
+            text = _KERNEL_OUTPUTS.sub(self._count_outputs, text)
+            if not text:
+                return
         if self._clear_pending:
             self._clear()
         if msg_type == "stream":
-            self._add_stream(content["name"], content["text"])
+            self._add_stream(content["name"], text)
             return
         output = nbformat.v4.output_from_msg(msg)
         if msg_type == "error":
@@ -272,11 +279,6 @@ class OutputCollector:
         self.displays.forget(self)
 
     def _add_stream(self, name: str, text: str) -> None:
-        if "\x00" in text:
-            # outputs the kernel counted and did not send join our own count
-            text = _KERNEL_OUTPUTS.sub(self._count_outputs, text)
-            if not text:
-                return
         last = self._items[-1] if self._items else None
         if not (isinstance(last, _Stream) and last.name == name):
             if len(self._items) >= self.limits.max_outputs:

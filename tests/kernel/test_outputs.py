@@ -335,3 +335,12 @@ def test_outputs_set_on_a_widget_by_the_kernel_are_shown() -> None:
         )
     )
     assert texts(collector) == ["appended\n"]
+
+
+def test_the_kernels_count_alone_applies_no_waiting_clear() -> None:
+    collector = OutputCollector()
+    collector.add(stream("still shown"))
+    collector.add(msg("clear_output", wait=True))
+    collector.add(stream("\x00agentnb-outputs-dropped:3\x00", "stderr"))
+    assert texts(collector)[0] == "still shown"
+    assert "3 more outputs dropped" in texts(collector)[1]
