@@ -184,6 +184,7 @@ class _Outputs:
         self.budget = budget
         self.lock = threading.RLock()
         self.streams: dict[str, Any] = {}
+        self.parents: dict[str, Any] = {}  # each stream's parent header at the step's start
         self.through: dict[str, Any] = {}
         self.writers = {name: self._writer(name) for name in ("stdout", "stderr")}
         self.active = False
@@ -224,6 +225,7 @@ class _Outputs:
                 except (AttributeError, TypeError):
                     continue  # a stream the step's code put there: not guarded
                 self.streams[name] = stream
+                self.parents[name] = getattr(stream, "parent_header", None)
             self.active = True
 
     def remove(self, *_: Any) -> None:
@@ -242,15 +244,12 @@ class _Outputs:
     # --- streams ----------------------------------------------------------------------
 
     def _writer(self, name: str) -> Any:
-        main = threading.main_thread().ident
-
         def write(text: object) -> int:
-            if not (self.active and isinstance(text, str)) or (
-                threading.get_ident() != main and not self._ours(name)
-            ):
+            if not (self.active and isinstance(text, str)) or not self._ours(name):
                 # What is not text raises, as the stream itself does (the traceback
-                # is shown without this frame, see _on_error); what a thread of an
-                # earlier step writes is that step's, and passes.
+                # is shown without this frame, see _on_error); what is written for
+                # another request (a thread of an earlier step, a comm handler while
+                # an async step waits) is that request's, and passes.
                 return self.through[name](text)  # type: ignore[no-any-return]
             with self.lock:
                 self._write(name, text)
@@ -259,10 +258,13 @@ class _Outputs:
         return write
 
     def _ours(self, name: str) -> bool:
-        """Whether the calling thread writes for this step (the kernel's fd
-        watcher does: output of the step's subprocesses)."""
-        parent = getattr(self.streams.get(name), "parent_header", None) or {}
-        return (parent.get("header") or {}).get("msg_id") == self.step
+        """Whether the caller writes for this step (the kernel's fd watcher does:
+        output of the step's subprocesses). The stream's parent is per thread and
+        task; the step's own is the very object it had when the step began."""
+        parent = getattr(self.streams.get(name), "parent_header", None)
+        if parent is self.parents.get(name):
+            return True
+        return ((parent or {}).get("header") or {}).get("msg_id") == self.step
 
     def _write(self, name: str, text: str) -> None:
         self._arrive()
