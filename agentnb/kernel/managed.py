@@ -266,7 +266,9 @@ class ManagedKernel:
         )
         try:
             reply, _ = await self._channel.await_or_die(
-                self._channel.reply_and_idle(msg_id, OutputCollector()),
+                self._channel.reply_and_idle(
+                    msg_id, OutputCollector(), iopub_timeout=self.config.iopub_timeout
+                ),
                 self.config.startup_timeout,
             )
         except (KernelDied, TimeoutError) as err:
