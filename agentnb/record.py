@@ -51,6 +51,7 @@ from .chat.messages import (
     Proposal,
     Review,
     StepResult,
+    apply_updates,
     subject,
 )
 from .chat.termination import Outcome, StopReason
@@ -308,6 +309,8 @@ class RunRecord:
                 assert_never(message)
 
     def _ran(self, number: int, execution: Execution) -> None:
+        if execution.updates:  # outputs of earlier steps that this one changed
+            self._update_earlier(execution)
         if number == 0:
             self.setup, self.setup_code = execution, execution.code
             return
@@ -317,6 +320,15 @@ class RunRecord:
             step.status = execution.status
         if step.code is None:
             step.code = execution.code
+
+    def _update_earlier(self, later: Execution) -> None:
+        ran = [s for s in self.steps.values() if s.execution is not None]
+        earlier = [*([self.setup] if self.setup is not None else []), *(s.execution for s in ran)]
+        now = apply_updates([e for e in earlier if e is not None], later)
+        if self.setup is not None:
+            self.setup = now.pop(0)
+        for step, execution in zip(ran, now, strict=True):
+            step.execution = execution
 
     def _step(self, number: int) -> StepRecord:
         if number not in self.steps:

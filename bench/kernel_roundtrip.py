@@ -23,7 +23,7 @@ Cold start (kernel start -> first ``x = 1``), a pre-warmed agentnb kernel (reque
 shutdown times are measured in rounds with one kernel alive at a time.
 
 The machine may be shared: before each block and round the script waits (at most
-2 minutes) until processes outside its own tree use at most 0.15 cores, and it
+2 minutes, ``--quiet-wait``) until processes outside its own tree use at most 0.15 cores, and it
 records the foreign load during every block and round.
 
 Needs a Python with agentnb, autogen-ext[jupyter-executor] and psutil (see
@@ -304,9 +304,11 @@ class Counts:
     timed: dict[str, int]  # per block and path
 
 
-async def warm_block(block: int, counts: Counts, samples: dict[str, Any]) -> dict[str, Any]:
+async def warm_block(
+    block: int, counts: Counts, samples: dict[str, Any], quiet_wait: float
+) -> dict[str, Any]:
     """One fresh kernel per path; the paths take turns, execution by execution."""
-    quiet = await wait_for_quiet()
+    quiet = await wait_for_quiet(max_wait=quiet_wait)
     watch = CpuWatch()
     paths = [cls() for cls in rotate(PATHS, block)]  # type: ignore[abstract]
     for p in paths:
@@ -443,12 +445,12 @@ COLD: dict[str, Callable[[], Awaitable[dict[str, float]]]] = {
 
 
 async def cold_rounds(
-    rounds: int, warmup: int
+    rounds: int, warmup: int, quiet_wait: float
 ) -> tuple[dict[str, list[dict[str, float]]], list[dict[str, Any]]]:
     results: dict[str, list[dict[str, float]]] = {name: [] for name in COLD}
     loads = []
     for i in range(warmup + rounds):
-        quiet = await wait_for_quiet()
+        quiet = await wait_for_quiet(max_wait=quiet_wait)
         watch = CpuWatch()
         for name in rotate(list(COLD), i):
             rec = await COLD[name]()
@@ -486,9 +488,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     print(f"warm round trips: {args.blocks} blocks, one fresh kernel per path per block")
     print(f"  agentnb's kernel is {'' if default_sandbox() else 'NOT '}sandboxed")
-    blocks = [await warm_block(b, counts, samples) for b in range(args.blocks)]
+    blocks = [await warm_block(b, counts, samples, args.quiet_wait) for b in range(args.blocks)]
     print(f"\ncold starts: {args.cold_rounds} rounds after {args.cold_warmup} warm-up round(s)")
-    cold, cold_loads = await cold_rounds(args.cold_rounds, args.cold_warmup)
+    cold, cold_loads = await cold_rounds(args.cold_rounds, args.cold_warmup, args.quiet_wait)
     return {
         "machine": machine,
         "counts": counts.__dict__,
@@ -685,6 +687,7 @@ def report(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
             "cold_rounds": args.cold_rounds,
             "cold_warmup_rounds": args.cold_warmup,
             "prewarm_idle_s": PREWARM_IDLE_S,
+            "quiet_wait_s": args.quiet_wait,
             "setup": SETUP,
             "workloads": WORKLOADS,
             "target_ratio": TARGET_RATIO,
@@ -719,6 +722,12 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, help="warm blocks (kernel instances per path)")
     ap.add_argument("--cold-rounds", type=int, help="measured cold-start rounds")
     ap.add_argument("--cold-warmup", type=int, help="discarded cold-start rounds")
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="longest wait for a quiet machine before each block and round (s)",
+    )
     args = ap.parse_args()
     for name, full, quick in (("blocks", 10, 2), ("cold_rounds", 20, 2), ("cold_warmup", 2, 1)):
         if getattr(args, name) is None:

@@ -22,6 +22,7 @@ from ..models.base import Usage
 from .approval import ApprovalRequest, Decision
 from .messages import (
     AgentMessage,
+    DisplayUpdate,
     Execution,
     Feedback,
     FinalReport,
@@ -232,6 +233,7 @@ _RECORD_TYPES: dict[str, type[Any]] = {
         Feedback,
         StepResult,
         Execution,
+        DisplayUpdate,
         ApprovalRequest,
         Decision,
         StopReason,

@@ -73,6 +73,7 @@ from .messages import (
     Review,
     Step,
     StepResult,
+    apply_updates,
     subject,
 )
 from .protocol import (
@@ -837,8 +838,19 @@ class GroupChat:
             self.executor.execute(code, timeout=self.step_timeout), execution=True
         )
         self._turns += 1
+        if execution.updates:
+            self._apply_updates(execution)
         self._emit(ExecutionFinished(step=number, execution=execution, replayed=replayed))
         return execution
+
+    def _apply_updates(self, later: Execution) -> None:
+        """Earlier steps show what ``later`` changed of their outputs (display updates)."""
+        earlier = [self.setup, *(step.execution for step in self.steps)]
+        present = [ex for ex in earlier if ex is not None]
+        updated = dict(zip(map(id, present), apply_updates(present, later), strict=True))
+        if self.setup is not None:
+            self.setup = updated[id(self.setup)]
+        self.steps[:] = [replace(s, execution=updated[id(s.execution)]) for s in self.steps]
 
     async def _replay(self, resume: Resumption) -> None:
         """The earlier run's steps again: those that worked run in this kernel, the

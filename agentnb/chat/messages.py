@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ..kernel.outputs import Output, render_for_model, truncate_middle
 
 __all__ = [
     "AgentMessage",
+    "DisplayUpdate",
     "Execution",
     "ExecutionStatus",
     "Feedback",
@@ -23,6 +25,7 @@ __all__ = [
 ]
 
 _CELL_REF = re.compile(r"Cell In\[\d+\]")
+_UPDATE_TEXT = 2_000  # characters of an updated earlier step's outputs in a step's text
 
 ExecutionStatus = Literal["ok", "error", "timeout", "died", "interrupted"]
 """How a step ended.
@@ -31,6 +34,24 @@ ExecutionStatus = Literal["ok", "error", "timeout", "died", "interrupted"]
 time limit and was interrupted. ``died``: the kernel process ended (``os._exit``, a
 crash, the out-of-memory killer). ``interrupted``: someone asked to stop it.
 """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisplayUpdate:
+    """The outputs of an earlier execution, as a later one left them.
+
+    A step can change what an earlier step shows: ``handle.update(...)`` of a
+    display made earlier, a display id shown again, output captured into an
+    ``Output`` widget shown earlier. The earlier :class:`Execution` stays as it was
+    recorded; the later one carries the earlier one's outputs as they now are
+    (see :func:`apply_updates`).
+    """
+
+    execution_count: int
+    """The kernel's number of the earlier execution: the latest earlier execution
+    with that number (a restarted kernel counts from 1 again, and its steps are
+    the later ones)."""
+    outputs: tuple[Output, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +68,9 @@ class Execution:
             by earlier steps are gone (pushed data is restored).
         note: what agentnb did and why, in plain words (timeouts, restarts,
             dropped output); empty when there is nothing to say.
+        updates: the outputs of earlier executions that this one changed, as they
+            now are (:class:`DisplayUpdate`); this execution's own outputs hold only
+            what it showed itself, as in a notebook.
     """
 
     code: str
@@ -56,6 +80,7 @@ class Execution:
     duration: float
     restarted: bool = False
     note: str = ""
+    updates: tuple[DisplayUpdate, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -93,8 +118,27 @@ class Execution:
         prefix = "\n".join(lines)
         room = max(limit - len(prefix) - 1, 0)
         body = render_for_model(self.outputs, room) if self.outputs else "(no output)"
+        for update in self.updates:
+            # the kernel's counter changes between identical re-runs: not named
+            shown = render_for_model(update.outputs, min(room, _UPDATE_TEXT)) or "(no output)"
+            body += f"\n[It changed what an earlier step shows, which is now:]\n{shown}"
         body = _CELL_REF.sub("In this step", body)
         return truncate_middle(f"{prefix}\n{body}", limit)
+
+
+def apply_updates(earlier: Sequence[Execution], later: Execution) -> list[Execution]:
+    """``earlier`` (in the order they ran) with the outputs that ``later`` changed.
+
+    Each update goes to the latest execution of ``earlier`` with its execution
+    count; updates of executions not in ``earlier`` are ignored.
+    """
+    result = list(earlier)
+    for update in later.updates:
+        for i in range(len(result) - 1, -1, -1):
+            if result[i].execution_count == update.execution_count:
+                result[i] = replace(result[i], outputs=update.outputs)
+                break
+    return result
 
 
 # --- the chat: what agents say to each other (these enter model context) ---------

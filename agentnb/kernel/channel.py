@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Coroutine, Mapping
+import time
+from collections.abc import Callable, Coroutine, Mapping
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ __all__ = ["COMM_TARGET", "Channel", "KernelDied", "bootstrap_code"]
 T = TypeVar("T")
 
 _DEATH_POLL = 0.1  # seconds between liveness checks while waiting on the kernel
+_LATE_OUTPUT_CAP = 10  # after a reply, wait for outputs at most this many iopub timeouts
 
 
 class KernelDied(Exception):
@@ -57,30 +59,71 @@ class Channel:
             },
         )
 
-    async def reply_and_idle(self, msg_id: str, collector: OutputCollector) -> Message:
-        """The shell reply to ``msg_id``, once its outputs are complete too."""
+    async def reply_and_idle(
+        self,
+        msg_id: str,
+        collector: OutputCollector,
+        *,
+        iopub_timeout: float | None = None,
+        on_reply: Callable[[], object] | None = None,
+    ) -> tuple[Message, bool]:
+        """The shell reply to ``msg_id`` once its outputs are complete, and whether
+        they are.
+
+        Complete: the kernel's ``idle`` after the request came. The PUB socket drops
+        messages when the reader falls behind, ``idle`` among them, so with
+        ``iopub_timeout`` the wait ends also once, after the reply, no output of
+        the request has come for that long (or for ten times that in all): then
+        the outputs may be incomplete (False). ``on_reply`` is called when the
+        reply comes.
+        """
         reply = asyncio.ensure_future(self._shell_reply(msg_id))
+        heard = [time.monotonic()]
+        outputs = asyncio.ensure_future(self.drain(msg_id, collector, heard))
         try:
-            await self.drain(msg_id, collector)
-            return await reply
+            await asyncio.wait({reply, outputs}, return_when=asyncio.FIRST_COMPLETED)
+            if outputs.done():
+                outputs.result()
+                return await reply, True
+            if on_reply is not None:
+                on_reply()
+            if iopub_timeout is None:
+                await outputs
+                return reply.result(), True
+            now = heard[0] = time.monotonic()
+            give_up = now + _LATE_OUTPUT_CAP * iopub_timeout
+            while not outputs.done():
+                left = min(heard[0] + iopub_timeout, give_up) - time.monotonic()
+                if left <= 0:
+                    return reply.result(), False
+                await asyncio.wait({outputs}, timeout=left)
+            outputs.result()
+            return reply.result(), True
         finally:
             reply.cancel()
+            outputs.cancel()
 
-    async def drain(self, msg_id: str, collector: OutputCollector | None) -> list[Message]:
-        """Read iopub until the kernel is idle after ``msg_id``; return its comm replies."""
+    async def drain(
+        self, msg_id: str, collector: OutputCollector | None, heard: list[float] | None = None
+    ) -> list[Message]:
+        """Read iopub until the kernel is idle after ``msg_id``; return its comm replies
+        (without a collector; with one, comm messages go to it, for widgets).
+        ``heard[0]`` is set to the time of each message of the request."""
         comm_replies: list[Message] = []
         while True:
             msg = await self.backend.iopub()
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
+            if heard is not None:
+                heard[0] = time.monotonic()
             msg_type = msg["msg_type"]
             if msg_type == "status":
                 if msg["content"]["execution_state"] == "idle":
                     return comm_replies
-            elif msg_type == "comm_msg":
-                comm_replies.append(msg)
             elif collector is not None:
                 collector.add(msg)
+            elif msg_type == "comm_msg":
+                comm_replies.append(msg)
 
     async def watch_death(self) -> None:
         """Return once the kernel has died."""

@@ -24,6 +24,11 @@ class KernelConfig:
         interrupt_grace: seconds to wait for the kernel to settle after an
             interrupt before it is restarted.
         startup_timeout: seconds to wait for a new kernel to answer.
+        iopub_timeout: once a step's reply has come, how long its output channel may
+            stay silent before agentnb stops waiting for the rest of its outputs (the
+            kernel's ``idle``, which a flooded channel can drop): the step then ends
+            from its reply, with a note that output may be incomplete, and the kernel
+            keeps its state (nbclient's ``iopub_timeout``, 4 s, likewise).
         cwd: the kernel's working directory; ``None`` means the caller's current
             directory (in a notebook: the notebook's directory).
         env_allow: names of environment variables passed to the kernel even
@@ -60,6 +65,7 @@ class KernelConfig:
     step_timeout: float = 120.0
     interrupt_grace: float = 3.0
     startup_timeout: float = 60.0
+    iopub_timeout: float = 4.0
     cwd: str | None = None
     env_allow: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
@@ -80,7 +86,13 @@ class KernelConfig:
     def __post_init__(self) -> None:
         if self.gateway is not None:
             object.__setattr__(self, "gateway", check_gateway_url(self.gateway))
-        for name in ("step_timeout", "interrupt_grace", "startup_timeout", "cpu_time_limit"):
+        for name in (
+            "step_timeout",
+            "interrupt_grace",
+            "startup_timeout",
+            "iopub_timeout",
+            "cpu_time_limit",
+        ):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
-from ..chat.messages import Execution, ExecutionStatus
+from ..chat.messages import DisplayUpdate, Execution, ExecutionStatus
 from ..errors import DataTransferError, KernelError, KernelStartError
 from .backend import KernelBackend, Message
 from .channel import COMM_TARGET, Channel, KernelDied, bootstrap_code
@@ -27,7 +27,7 @@ from .config import KernelConfig
 from .environment import scrubbed_environ
 from .gateway import GatewayBackend, remote_environ
 from .local import LocalBackend
-from .outputs import OutputCollector
+from .outputs import Displays, OutputCollector
 from .sandbox import SandboxSettings, default_memory_limit, inside, sandbox_from_env
 from .transfer import decode_pull, encode_push, push_failure
 
@@ -65,6 +65,7 @@ class ManagedKernel:
         self._closed = False
         self._pushed: dict[str, Any] = {}
         self._comm_id = ""
+        self._displays = Displays()  # a kernel's display ids and Output widgets
         self._interrupted: asyncio.Event | None = None
         self._running = False
         self._queued = 0  # execute() calls waiting for the start or the lock
@@ -229,6 +230,7 @@ class ManagedKernel:
                 extra={"MPLBACKEND": _INLINE_BACKEND, "PWD": cwd, **config.env},
             )
         await self._backend.start(env=env, cwd=cwd, timeout=config.startup_timeout)
+        self._displays = Displays()  # a new kernel has none of the old one's
         try:
             report = await self._bootstrap()
             self.preloaded = tuple(report.get("preloaded", ()))
@@ -250,6 +252,7 @@ class ManagedKernel:
             "preload": list(self.config.preload),
             "stream_head": limits.stream_head,
             "stream_tail": limits.stream_tail,
+            "max_outputs": limits.max_outputs,
             "memory_limit": self._backend_memory_limit(),
             "max_processes": self.config.max_processes if self.sandboxed else None,
             "sandboxed": bool(self.sandboxed),
@@ -262,8 +265,10 @@ class ManagedKernel:
             user_expressions={"report": "__import__('sys').modules['agentnb_inside'].report"},
         )
         try:
-            reply = await self._channel.await_or_die(
-                self._channel.reply_and_idle(msg_id, OutputCollector()),
+            reply, _ = await self._channel.await_or_die(
+                self._channel.reply_and_idle(
+                    msg_id, OutputCollector(), iopub_timeout=self.config.iopub_timeout
+                ),
                 self.config.startup_timeout,
             )
         except (KernelDied, TimeoutError) as err:
@@ -343,25 +348,34 @@ class ManagedKernel:
 
     async def _execute(self, code: str, timeout: float) -> Execution:
         backend = self._backend
-        collector = OutputCollector(self.config.output_limits)
+        collector = OutputCollector(self.config.output_limits, self._displays)
         log_mark = backend.log_size()
         self._interrupted = interrupted = asyncio.Event()
+        replied = asyncio.Event()
         started = time.perf_counter()
         msg_id = self._channel.execute_request(code)
-        work = asyncio.ensure_future(self._channel.reply_and_idle(msg_id, collector))
+        work = asyncio.ensure_future(
+            self._channel.reply_and_idle(
+                msg_id, collector, iopub_timeout=self.config.iopub_timeout, on_reply=replied.set
+            )
+        )
         death = asyncio.ensure_future(self._channel.watch_death())
         stop = asyncio.ensure_future(interrupted.wait())
         cause: Literal["timeout", "interrupted"] | None = None
         deadline = started + timeout
         try:
             while True:
-                waiting = {work, death} if cause else {work, death, stop}
-                remaining = max(deadline - time.perf_counter(), 0.0)
+                waiting = {work, death} if cause or replied.is_set() else {work, death, stop}
+                # once the reply has come the step is over, whatever the clock says:
+                # only its last outputs are awaited, and not for long (reply_and_idle)
+                remaining = None if replied.is_set() else max(deadline - time.perf_counter(), 0)
                 done, _ = await asyncio.wait(
                     waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
                 if work in done or death in done:
                     break
+                if replied.is_set():
+                    continue
                 if stop in done:
                     cause = "interrupted"
                 elif cause is None:
@@ -381,9 +395,11 @@ class ManagedKernel:
                 task.cancel()
             if not work.done():
                 work.cancel()
-        reply = work.result() if work.done() and not work.cancelled() else None
+        reply, complete = work.result() if work.done() and not work.cancelled() else (None, True)
         duration = time.perf_counter() - started
-        return await self._conclude(code, collector, reply, cause, duration, timeout, log_mark)
+        return await self._conclude(
+            code, collector, reply, cause, duration, timeout, log_mark, complete=complete
+        )
 
     async def _conclude(
         self,
@@ -394,9 +410,31 @@ class ManagedKernel:
         duration: float,
         timeout: float,
         log_mark: int,
+        *,
+        complete: bool = True,
     ) -> Execution:
         """Decide the status, restart the kernel if it must, and say so."""
         content = reply["content"] if reply else {}
+        collector.execution_count = content.get("execution_count")
+        updates = tuple(
+            DisplayUpdate(execution_count=count, outputs=tuple(outputs))
+            for count, outputs in self._displays.finish(collector)
+        )
+        for comm_id, outputs in self._displays.captured_state():
+            # as a frontend does (nbclient too): the widget in the kernel learns what
+            # it shows; sent before the next request, handled before it
+            with contextlib.suppress(Exception):
+                self._backend.send(
+                    "comm_msg",
+                    {
+                        "comm_id": comm_id,
+                        "data": {
+                            "method": "update",
+                            "state": {"outputs": outputs},
+                            "buffer_paths": [],
+                        },
+                    },
+                )
         notes: list[str] = []
         status: ExecutionStatus
         restarted = False
@@ -439,6 +477,12 @@ class ManagedKernel:
             )
         else:
             status = "ok" if content.get("status") == "ok" else "error"
+        if reply is not None and not complete:
+            notes.append(
+                "The step finished, but its last output messages did not arrive (the "
+                "kernel's output channel drops messages when it is flooded or the machine "
+                "is busy), so its output may be incomplete. The kernel kept its state."
+            )
         truncated = collector.truncation_notes()
         if truncated:
             notes.append("Output was cut: " + "; ".join(truncated) + ".")
@@ -450,6 +494,7 @@ class ManagedKernel:
             duration=duration,
             restarted=restarted,
             note="\n".join(notes),
+            updates=updates,
         )
 
     def _lost_state(self) -> str:

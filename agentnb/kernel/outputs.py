@@ -21,6 +21,7 @@ from typing import Any
 import nbformat
 
 __all__ = [
+    "Displays",
     "Output",
     "OutputCollector",
     "OutputLimits",
@@ -91,8 +92,6 @@ class _Stream:
         self.dropped = 0
 
     def write(self, text: str) -> None:
-        if "\x00" in text:
-            text = self._take_kernel_count(text)
         room = self.limits.stream_head - self.head_len
         if room > 0:
             self.head.append(text[:room])
@@ -115,15 +114,6 @@ class _Stream:
             self.dropped += cut
             excess -= cut
 
-    def _take_kernel_count(self, text: str) -> str:
-        """Fold the kernel's own count of dropped characters into ours."""
-
-        def take(match: re.Match[str]) -> str:
-            self.dropped += int(match.group(1))
-            return ""
-
-        return _KERNEL_DROPPED.sub(take, text)
-
     def output(self) -> Output:
         text = "".join(self.head)
         if self.dropped:
@@ -132,23 +122,76 @@ class _Stream:
         return nbformat.v4.new_output("stream", name=self.name, text=text)  # type: ignore[no-any-return]
 
 
+class _Rich:
+    """A display, a value or an error. An update replaces ``output`` (never edits
+    it), so outputs handed out earlier stay as they were."""
+
+    __slots__ = ("display_id", "model", "notes", "output")
+
+    def __init__(self, output: Output, display_id: str | None = None) -> None:
+        self.output = output
+        self.display_id = display_id
+        self.notes: list[str] = []  # what the caps removed from it
+        self.model: _OutputModel | None = None  # the Output widget it shows, if any
+
+
+_Item = _Stream | _Rich
+
+
 class OutputCollector:
     """Turns the iopub messages of one execution into nbformat outputs, in order.
 
-    Consecutive stream writes are merged as notebook front ends merge them;
-    ``clear_output`` and ``update_display_data`` are honoured.
+    What it keeps is what a notebook would show at the end: consecutive writes to a
+    stream merge into one output, ``clear_output`` (now, or with ``wait`` at the
+    next output) removes what came before, a display id shown again or updated
+    changes every output shown with it (in this step and, through ``displays``, in
+    earlier ones), and an ipywidgets ``Output`` shows what was captured into it.
+    The limits apply to that final state: a stream keeps its head and its tail,
+    an oversized value becomes a note, a step keeps ``max_outputs`` outputs (errors
+    are always kept).
+
+    Args:
+        limits: the caps.
+        displays: what the kernel's display ids and Output widgets point at, across
+            steps; one per kernel (a collector of its own when not given).
     """
 
-    def __init__(self, limits: OutputLimits | None = None) -> None:
+    def __init__(
+        self, limits: OutputLimits | None = None, displays: Displays | None = None
+    ) -> None:
         self.limits = limits or OutputLimits()
-        self._items: list[_Stream | Output] = []
-        self._display_ids: dict[str, list[int]] = {}
+        self.displays = displays if displays is not None else Displays()
+        self.execution_count: int | None = None
+        """The kernel's number of the step, once its reply says it."""
+        self._items: list[_Item] = []
         self._clear_pending = False
         self._dropped_outputs = 0
-        self._dropped_values: list[str] = []
 
     def add(self, msg: Mapping[str, Any]) -> None:
         """Take one iopub message; messages that carry no output are ignored."""
+        msg_type = msg["msg_type"]
+        if msg_type.startswith("comm_"):
+            self.displays.comm(msg, self)
+            return
+        if msg_type not in _OUTPUT_TYPES:
+            return
+        content = msg["content"]
+        display_id = (content.get("transient") or {}).get("display_id")
+        if display_id and msg_type != "stream":
+            # a display id shown again or updated changes all its outputs, here and
+            # in earlier steps, before anything else happens
+            self.displays.update(display_id, content, self)
+            if msg_type == "update_display_data":
+                return
+        # an Output widget whose capture is on takes the step's outputs
+        model = self.displays.capturing(msg["parent_header"].get("msg_id"))
+        if model is not None:
+            model.take(msg)
+            self.displays.captured(model, self)
+            return
+        self._take(msg, display_id)
+
+    def _take(self, msg: Mapping[str, Any], display_id: str | None = None) -> None:
         msg_type = msg["msg_type"]
         content = msg["content"]
         if msg_type == "clear_output":
@@ -158,32 +201,46 @@ class OutputCollector:
                 self._clear()
             return
         if msg_type == "update_display_data":
-            self._update_display(content)
             return
-        if msg_type not in ("stream", "display_data", "execute_result", "error"):
-            return
+        text = content.get("text", "") if msg_type == "stream" else ""
+        if "\x00" in text:
+            # outputs the kernel counted and did not send join our own count; a
+            # stream of that count alone is no output (it applies no pending clear)
+            text = _KERNEL_OUTPUTS.sub(self._count_outputs, text)
+            if not text:
+                return
         if self._clear_pending:
             self._clear()
         if msg_type == "stream":
-            self._add_stream(content["name"], content["text"])
+            self._add_stream(content["name"], text)
             return
         output = nbformat.v4.output_from_msg(msg)
         if msg_type == "error":
             output["traceback"] = [strip_ansi(line) for line in output["traceback"]]
-            self._items.append(output)
+            self._items.append(_Rich(output))
             return
         if len(self._items) >= self.limits.max_outputs:
             self._dropped_outputs += 1
             return
-        output["data"] = self._capped_bundle(output["data"])
-        display_id = (content.get("transient") or {}).get("display_id")
+        item = _Rich(output, display_id)
+        output["data"] = _capped_bundle(output["data"], self.limits, item.notes)
+        self._items.append(item)
         if display_id:
-            self._display_ids.setdefault(display_id, []).append(len(self._items))
-        self._items.append(output)
+            self.displays.register(display_id, self, item)
+        view = output["data"].get(_WIDGET_VIEW)
+        if isinstance(view, dict):
+            self.displays.view(str(view.get("model_id", "")), self, item)
 
     def outputs(self) -> list[Output]:
         """The outputs so far; streams carry their dropped-characters marker."""
-        result = [item.output() if isinstance(item, _Stream) else item for item in self._items]
+        result: list[Output] = []
+        for item in self._items:
+            if isinstance(item, _Stream):
+                result.append(item.output())
+            elif item.model is not None:
+                result.extend(item.model.outputs())  # an Output widget shows its outputs
+            else:
+                result.append(item.output)
         if self._dropped_outputs:
             result.append(
                 nbformat.v4.new_output(
@@ -197,7 +254,7 @@ class OutputCollector:
 
     def truncation_notes(self) -> list[str]:
         """One sentence per kind of output that did not fit within the limits."""
-        notes = list(self._dropped_values)
+        notes = [note for item in self._items if isinstance(item, _Rich) for note in item.notes]
         dropped = sum(item.dropped for item in self._items if isinstance(item, _Stream))
         if dropped:
             notes.append(f"{dropped:,} characters of stream output were dropped")
@@ -208,56 +265,238 @@ class OutputCollector:
             )
         return notes
 
+    @property
+    def owns_displays(self) -> bool:
+        """Whether a later step can change these outputs (display ids, widgets)."""
+        return any(
+            isinstance(item, _Rich) and (item.display_id or item.model) for item in self._items
+        )
+
     def _clear(self) -> None:
         self._items.clear()
-        self._display_ids.clear()
         self._clear_pending = False
+        self._dropped_outputs = 0
+        self.displays.forget(self)
 
     def _add_stream(self, name: str, text: str) -> None:
         last = self._items[-1] if self._items else None
-        if isinstance(last, _Stream) and last.name == name:
+        if not (isinstance(last, _Stream) and last.name == name):
+            if len(self._items) >= self.limits.max_outputs:
+                self._dropped_outputs += 1
+                return
+            last = _Stream(name, self.limits)
+            self._items.append(last)
+        if "\x00" not in text:
             last.write(text)
             return
-        if len(self._items) >= self.limits.max_outputs:
-            self._dropped_outputs += 1
-            return
-        stream = _Stream(name, self.limits)
-        stream.write(text)
-        self._items.append(stream)
+        # text, count, text, …: characters the kernel left out of the run's middle
+        for i, piece in enumerate(_KERNEL_DROPPED.split(text)):
+            if i % 2:
+                last.dropped += int(piece)
+            elif piece:
+                last.write(piece)
 
-    def _update_display(self, content: Mapping[str, Any]) -> None:
-        display_id = (content.get("transient") or {}).get("display_id")
-        for index in self._display_ids.get(display_id or "", []):
-            item = self._items[index]
-            if isinstance(item, dict):
-                item["data"] = self._capped_bundle(nbformat.from_dict(content.get("data", {})))
-                item["metadata"] = nbformat.from_dict(content.get("metadata", {}))
+    def _count_outputs(self, match: re.Match[str]) -> str:
+        self._dropped_outputs += int(match.group(1))
+        return ""
 
-    def _capped_bundle(self, data: dict[str, Any]) -> dict[str, Any]:
-        notes = []
-        for mime in list(data):
-            value = data[mime]
-            if mime.startswith(_IMAGE_PREFIX) and mime != _TEXT_IMAGE:
-                size = len(value) * 3 // 4
-                limit = self.limits.max_image_bytes
-            else:
-                size = len(value) if isinstance(value, str) else len(json.dumps(value))
-                limit = self.limits.max_text_chars
-                if mime == "text/plain":
-                    continue  # capped below, by truncation rather than dropping
-            if size > limit:
-                del data[mime]
-                notes.append(
-                    f"{mime} of {_human_bytes(size)} not kept (limit {_human_bytes(limit)})"
+
+class _OutputModel:
+    """An ipywidgets ``Output`` widget of the kernel, kept as a frontend keeps it: the
+    outputs captured into it (or set on it), and the outputs that show it."""
+
+    __slots__ = ("collector", "comm_id", "msg_id", "views")
+
+    def __init__(self, comm_id: str, limits: OutputLimits) -> None:
+        self.comm_id = comm_id
+        # display ids shown inside the widget are not followed (nor are they by
+        # nbclient): its own Displays, which nothing updates
+        self.collector = OutputCollector(limits, Displays())
+        self.msg_id = ""
+        self.views: list[tuple[OutputCollector, _Rich]] = []
+
+    def take(self, msg: Mapping[str, Any]) -> None:
+        self.collector._take(msg)
+
+    def outputs(self) -> list[Output]:
+        return self.collector.outputs()
+
+    def set_outputs(self, outputs: Any) -> None:
+        """The widget's ``outputs`` set by the kernel (``append_stdout`` and the like)."""
+        collector = self.collector = OutputCollector(self.collector.limits, Displays())
+        for out in outputs if isinstance(outputs, list | tuple) else ():
+            if not isinstance(out, Mapping):
+                continue
+            if out.get("output_type") == "stream":
+                collector._add_stream(str(out.get("name", "stdout")), str(out.get("text", "")))
+                continue
+            item = _Rich(nbformat.from_dict(dict(out)))
+            if isinstance(item.output.get("data"), dict):
+                item.output["data"] = _capped_bundle(
+                    item.output["data"], collector.limits, item.notes
                 )
-        plain = data.get("text/plain")
-        if isinstance(plain, str) and len(plain) > self.limits.max_text_chars:
-            data["text/plain"] = truncate_middle(plain, self.limits.max_text_chars)
-        if notes:
-            self._dropped_values.extend(notes)
-            note = "\n".join(f"[agentnb: {n}]" for n in notes)
-            data["text/plain"] = f"{plain}\n{note}" if plain else note
-        return data
+            collector._items.append(item)
+
+
+class Displays:
+    """What a kernel's display ids and ``Output`` widgets point at, across its steps.
+
+    One per kernel (a restart starts a new one). A display id shown again or
+    updated changes every output shown with it, in any step, as nbclient and
+    JupyterLab do; an ``Output`` widget captures the outputs of the request its
+    ``msg_id`` names, and every output that shows the widget shows them. The steps
+    a later step changed are told by :meth:`finish`. The outputs of the last
+    ``keep`` steps that own a display id or show a widget are kept for that;
+    older ones are no longer updated.
+    """
+
+    def __init__(self, keep: int = 100) -> None:
+        self.keep = keep
+        self._ids: dict[str, dict[OutputCollector, list[_Rich]]] = {}
+        self._models: dict[str, _OutputModel] = {}
+        self._capturing: dict[str, list[_OutputModel]] = {}
+        self._changed: dict[OutputCollector, None] = {}
+        self._captured: dict[_OutputModel, None] = {}
+        self._kept: collections.deque[OutputCollector] = collections.deque()
+
+    def register(self, display_id: str, collector: OutputCollector, item: _Rich) -> None:
+        self._ids.setdefault(display_id, {}).setdefault(collector, []).append(item)
+
+    def update(self, display_id: str, content: Mapping[str, Any], current: Any) -> None:
+        """Show ``content`` in every output with ``display_id``."""
+        for collector, items in self._ids.get(display_id, {}).items():
+            for item in items:
+                notes: list[str] = []
+                data = _capped_bundle(
+                    nbformat.from_dict(dict(content.get("data") or {})), collector.limits, notes
+                )
+                output = nbformat.NotebookNode(item.output)
+                output["data"] = data
+                output["metadata"] = nbformat.from_dict(dict(content.get("metadata") or {}))
+                item.output, item.notes = output, notes
+            if collector is not current:
+                self._changed[collector] = None
+
+    def view(self, model_id: str, collector: OutputCollector, item: _Rich) -> None:
+        """``item`` shows the widget ``model_id``: an Output widget shows its outputs."""
+        model = self._models.get(model_id)
+        if model is not None:
+            item.model = model
+            model.views.append((collector, item))
+
+    def captured(self, model: _OutputModel, current: Any) -> None:
+        """``model`` took an output of the step."""
+        self._captured[model] = None
+        self.changed_model(model, current)
+
+    def changed_model(self, model: _OutputModel, current: Any) -> None:
+        for collector, _ in model.views:
+            if collector is not current:
+                self._changed[collector] = None
+
+    def capturing(self, msg_id: str | None) -> _OutputModel | None:
+        """The Output widget that captures the outputs of request ``msg_id``, if any."""
+        stack = self._capturing.get(msg_id or "")
+        return stack[-1] if stack else None
+
+    def forget(self, collector: OutputCollector) -> None:
+        """``collector``'s outputs were cleared (or are no longer kept)."""
+        for owners in self._ids.values():
+            owners.pop(collector, None)
+        for model in self._models.values():
+            model.views = [(c, item) for c, item in model.views if c is not collector]
+
+    def comm(self, msg: Mapping[str, Any], current: OutputCollector) -> None:
+        """Follow the Output widgets: opened, their capture started and ended, their
+        outputs set by the kernel. Other comms carry no output."""
+        content = msg["content"]
+        data = content.get("data") or {}
+        comm_id = str(content.get("comm_id", ""))
+        if msg["msg_type"] == "comm_open":
+            state = data.get("state") or {}
+            if content.get("target_name") != "jupyter.widget" or (
+                state.get("_model_name") != "OutputModel"
+            ):
+                return
+            model = self._models[comm_id] = _OutputModel(comm_id, current.limits)
+        elif msg["msg_type"] == "comm_msg" and data.get("method") == "update":
+            found = self._models.get(comm_id)
+            if found is None:
+                return
+            model, state = found, data.get("state") or {}
+        else:
+            return
+        if "outputs" in state:
+            model.set_outputs(state["outputs"])
+            self.changed_model(model, current)
+        if "msg_id" in state:
+            if model.msg_id:
+                stack = self._capturing.get(model.msg_id, [])
+                if model in stack:
+                    stack.reverse()
+                    stack.remove(model)
+                    stack.reverse()
+                if not stack:
+                    self._capturing.pop(model.msg_id, None)
+            model.msg_id = str(state["msg_id"] or "")
+            if model.msg_id:
+                self._capturing.setdefault(model.msg_id, []).append(model)
+
+    def finish(self, collector: OutputCollector) -> list[tuple[int, list[Output]]]:
+        """The execution counts and outputs, now, of the earlier steps that
+        ``collector``'s step changed; ``collector`` is kept if later steps can."""
+        changed = [
+            (c.execution_count, c.outputs())
+            for c in self._changed
+            if c is not collector and c.execution_count is not None
+        ]
+        self._changed.clear()
+        if collector.owns_displays:
+            self._kept.append(collector)
+            while len(self._kept) > self.keep:
+                self.forget(self._kept.popleft())
+        return changed
+
+    def captured_state(self) -> list[tuple[str, list[Output]]]:
+        """The Output widgets that captured outputs since the last call, with their
+        outputs: a frontend writes them back to the kernel's widget (so that
+        ``out.outputs`` holds them there too), and so does the managed kernel."""
+        models, self._captured = list(self._captured), {}
+        return [(model.comm_id, model.outputs()) for model in models]
+
+
+_OUTPUT_TYPES = frozenset(
+    ("stream", "display_data", "execute_result", "error", "clear_output", "update_display_data")
+)
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_KERNEL_OUTPUTS = re.compile("\x00agentnb-outputs-dropped:(\\d+)\x00")
+
+
+def _capped_bundle(data: dict[str, Any], limits: OutputLimits, notes: list[str]) -> dict[str, Any]:
+    """``data`` within the limits; what did not fit is named in ``notes`` and in
+    the bundle's text."""
+    removed = []
+    for mime in list(data):
+        value = data[mime]
+        if mime.startswith(_IMAGE_PREFIX) and mime != _TEXT_IMAGE:
+            size = len(value) * 3 // 4
+            limit = limits.max_image_bytes
+        else:
+            size = len(value) if isinstance(value, str) else len(json.dumps(value))
+            limit = limits.max_text_chars
+            if mime == "text/plain":
+                continue  # capped below, by truncation rather than dropping
+        if size > limit:
+            del data[mime]
+            removed.append(f"{mime} of {_human_bytes(size)} not kept (limit {_human_bytes(limit)})")
+    plain = data.get("text/plain")
+    if isinstance(plain, str) and len(plain) > limits.max_text_chars:
+        data["text/plain"] = truncate_middle(plain, limits.max_text_chars)
+    if removed:
+        notes.extend(removed)
+        note = "\n".join(f"[agentnb: {n}]" for n in removed)
+        data["text/plain"] = f"{plain}\n{note}" if plain else note
+    return data
 
 
 def _human_bytes(n: int) -> str:

@@ -191,3 +191,16 @@ async def test_earlier_steps_output_is_not_kept_in_the_kernel(kernel: ManagedKer
     await kernel.execute("print('x' * 1000)")
     result = await kernel.execute("sorted(get_ipython().history_manager.outputs)")
     assert result.outputs[0]["data"]["text/plain"] == "[]"
+
+
+async def test_tracebacks_show_the_steps_frames_not_agentnbs(shared_kernel: ManagedKernel) -> None:
+    result = await shared_kernel.execute("import sys\nsys.stdout.write(b'x')")
+    assert result.error is not None
+    assert result.error["ename"] == "TypeError"
+    frames = result.error["traceback"]
+    assert not [f for f in frames if "agentnb" in f]
+    # the step's line, then the stream's own frame that raised, as in any notebook
+    assert frames[2].startswith("Cell In[")
+    assert frames[3].startswith("File ")
+    assert "iostream.py" in frames[3]
+    assert len(frames) == 5

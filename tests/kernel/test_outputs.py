@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from agentnb.kernel.outputs import (
+    Displays,
     OutputCollector,
     OutputLimits,
     render_for_model,
@@ -17,12 +18,12 @@ from agentnb.kernel.outputs import (
 )
 
 
-def msg(msg_type: str, **content: Any) -> dict[str, Any]:
+def msg(msg_type: str, parent: str = "step", **content: Any) -> dict[str, Any]:
     return {
         "msg_type": msg_type,
         "content": content,
         "header": {"msg_type": msg_type},
-        "parent_header": {},
+        "parent_header": {"msg_id": parent},
     }
 
 
@@ -38,6 +39,19 @@ def png(width: int, height: int, padding: int = 0) -> str:
 def display(data: dict[str, Any], display_id: str | None = None) -> dict[str, Any]:
     transient = {"display_id": display_id} if display_id else {}
     return msg("display_data", data=data, metadata={}, transient=transient)
+
+
+def update(text: str, display_id: str) -> dict[str, Any]:
+    return msg(
+        "update_display_data",
+        data={"text/plain": text},
+        metadata={},
+        transient={"display_id": display_id},
+    )
+
+
+def texts(collector: OutputCollector) -> list[str]:
+    return [o.get("text") or o["data"]["text/plain"] for o in collector.outputs()]
 
 
 def test_consecutive_writes_merge_and_a_change_of_stream_starts_a_new_output() -> None:
@@ -200,3 +214,133 @@ def test_model_text_keeps_the_steps_frames_and_the_raising_one() -> None:
     assert "raise KeyError(key) from err" in text
     assert text.endswith("KeyError: 'price'")
     assert "frame.py" not in text
+
+
+def test_a_display_id_shown_again_updates_every_output_with_it() -> None:
+    collector = OutputCollector()
+    collector.add(display({"text/plain": "first"}, "same"))
+    collector.add(display({"text/plain": "other"}, "other"))
+    collector.add(display({"text/plain": "second"}, "same"))
+    assert texts(collector) == ["second", "other", "second"]
+
+
+def test_an_update_in_a_later_step_changes_the_earlier_one_and_is_reported() -> None:
+    displays = Displays()
+    first = OutputCollector(displays=displays)
+    first.add(display({"text/plain": "0 %"}, "bar"))
+    before = first.outputs()
+    first.execution_count = 1
+    assert displays.finish(first) == []
+    second = OutputCollector(displays=displays)
+    second.add(update("100 %", "bar"))
+    second.execution_count = 2
+    assert second.outputs() == []
+    ((count, outputs),) = displays.finish(second)
+    assert count == 1
+    assert [o["data"]["text/plain"] for o in outputs] == ["100 %"]
+    assert before[0]["data"]["text/plain"] == "0 %"  # outputs handed out stay as they were
+    assert displays.finish(OutputCollector(displays=displays)) == []  # reported once
+
+
+def test_a_clear_forgets_the_display_ids_of_what_it_cleared() -> None:
+    displays = Displays()
+    collector = OutputCollector(displays=displays)
+    collector.add(display({"text/plain": "gone"}, "k"))
+    collector.add(msg("clear_output", wait=False))
+    collector.add(update("after", "k"))
+    assert collector.outputs() == []
+
+
+def test_caps_count_only_what_is_finally_shown() -> None:
+    collector = OutputCollector(OutputLimits(stream_head=5, stream_tail=5, max_outputs=2))
+    for i in range(5):
+        collector.add(display({"text/plain": str(i)}))
+    collector.add(stream("x" * 100))
+    collector.add(msg("clear_output", wait=True))
+    collector.add(stream("kept"))
+    assert texts(collector) == ["kept"]
+    assert collector.truncation_notes() == []
+
+
+def test_the_kernels_count_of_outputs_joins_ours() -> None:
+    collector = OutputCollector(OutputLimits(max_outputs=1))
+    collector.add(display({"text/plain": "0"}))
+    collector.add(stream("\x00agentnb-outputs-dropped:41\x00", "stderr"))
+    (shown, marker) = collector.outputs()
+    assert shown["data"]["text/plain"] == "0"
+    assert "41 more outputs dropped" in marker["text"]
+
+
+def widget_open(comm_id: str, parent: str = "step") -> dict[str, Any]:
+    state = {"_model_name": "OutputModel", "msg_id": "", "outputs": []}
+    return msg(
+        "comm_open",
+        parent,
+        comm_id=comm_id,
+        target_name="jupyter.widget",
+        data={"state": state, "buffer_paths": []},
+    )
+
+
+def widget_state(comm_id: str, parent: str = "step", **state: Any) -> dict[str, Any]:
+    return msg("comm_msg", parent, comm_id=comm_id, data={"method": "update", "state": state})
+
+
+def view(model_id: str) -> dict[str, Any]:
+    return display(
+        {
+            "application/vnd.jupyter.widget-view+json": {"model_id": model_id},
+            "text/plain": "Output()",
+        }
+    )
+
+
+def test_an_output_widget_shows_what_it_captures_where_it_is_shown() -> None:
+    displays = Displays()
+    collector = OutputCollector(displays=displays)
+    collector.add(widget_open("w"))
+    collector.add(view("w"))
+    collector.add(widget_state("w", msg_id="step"))
+    collector.add(stream("inside"))
+    collector.add(msg("error", ename="ValueError", evalue="boom", traceback=[]))
+    collector.add(widget_state("w", msg_id=""))
+    collector.add(stream("outside"))
+    outputs = collector.outputs()
+    assert [o["output_type"] for o in outputs] == ["stream", "error", "stream"]
+    assert [outputs[0]["text"], outputs[2]["text"]] == ["inside", "outside"]
+    # a later step captures into it, and clears it: the earlier step shows that
+    collector.execution_count = 1
+    displays.finish(collector)
+    later = OutputCollector(displays=displays)
+    later.add(widget_state("w", "later", msg_id="later"))
+    later.add(msg("clear_output", "later", wait=False))
+    later.add(msg("stream", "later", name="stdout", text="new"))
+    later.add(widget_state("w", "later", msg_id=""))
+    assert later.outputs() == []
+    ((count, outputs),) = displays.finish(later)
+    assert count == 1
+    assert [o.get("text") for o in outputs] == ["new", "outside"]
+    ((comm_id, captured),) = displays.captured_state()
+    assert comm_id == "w"
+    assert [o["text"] for o in captured] == ["new"]
+
+
+def test_outputs_set_on_a_widget_by_the_kernel_are_shown() -> None:
+    collector = OutputCollector()
+    collector.add(widget_open("w"))
+    collector.add(view("w"))
+    collector.add(
+        widget_state(
+            "w", outputs=[{"output_type": "stream", "name": "stdout", "text": "appended\n"}]
+        )
+    )
+    assert texts(collector) == ["appended\n"]
+
+
+def test_the_kernels_count_alone_applies_no_waiting_clear() -> None:
+    collector = OutputCollector()
+    collector.add(stream("still shown"))
+    collector.add(msg("clear_output", wait=True))
+    collector.add(stream("\x00agentnb-outputs-dropped:3\x00", "stderr"))
+    assert texts(collector)[0] == "still shown"
+    assert "3 more outputs dropped" in texts(collector)[1]
