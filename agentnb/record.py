@@ -32,6 +32,7 @@ from .chat.events import (
     DataReady,
     Event,
     ExecutionFinished,
+    ExecutionOutput,
     ExecutionStarted,
     KernelReady,
     MessagePosted,
@@ -102,6 +103,10 @@ class StepRecord:
     result: StepResult | None = None
     """The executor's report of the run, once posted."""
     status: StepStatus = "proposed"
+    live: tuple[dict[str, Any], ...] = ()
+    """While it runs: its outputs so far (none once it has run: see ``execution``)."""
+    elapsed: float = 0.0
+    """While it runs: seconds since it started, as last reported."""
 
     @property
     def proposal(self) -> Proposal | None:
@@ -256,6 +261,10 @@ class RunRecord:
                     step = self._step(event.step)
                     step.code, step.status = event.code, "running"
                     self.phase = f"running {subject(event.step)}"
+            case ExecutionOutput():
+                if event.step:
+                    step = self._step(event.step)
+                    step.live, step.elapsed = event.outputs, event.elapsed
             case ExecutionFinished():
                 self._ran(event.step, event.execution)
             case Notice():
@@ -315,6 +324,7 @@ class RunRecord:
             self.setup, self.setup_code = execution, execution.code
             return
         step = self._step(number)
+        step.live = ()
         if step.execution is None:
             step.execution = execution
             step.status = execution.status

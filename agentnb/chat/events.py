@@ -46,6 +46,7 @@ __all__ = [
     "DataReady",
     "Event",
     "ExecutionFinished",
+    "ExecutionOutput",
     "ExecutionStarted",
     "KernelReady",
     "MessagePosted",
@@ -167,6 +168,16 @@ class ExecutionStarted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionOutput(Event):
+    """A running step's outputs so far (sent while it runs, when they changed)."""
+
+    step: int
+    outputs: tuple[dict[str, Any], ...]
+    elapsed: float
+    """Seconds since the step started."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionFinished(Event):
     step: int
     execution: Execution
@@ -204,6 +215,7 @@ AnyEvent = (
     | ApprovalRequested
     | ApprovalDecided
     | ExecutionStarted
+    | ExecutionOutput
     | ExecutionFinished
     | Notice
     | RunFinished

@@ -17,6 +17,7 @@ transcript first and then handed to the observers.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import time
 import uuid
@@ -54,6 +55,7 @@ from .events import (
     DataReady,
     Event,
     ExecutionFinished,
+    ExecutionOutput,
     ExecutionStarted,
     KernelReady,
     MessagePosted,
@@ -102,7 +104,11 @@ T = TypeVar("T")
 class Executor(Protocol):
     """Runs code (a :class:`~agentnb.kernel.ManagedKernel` is one)."""
 
-    async def execute(self, code: str, *, timeout: float | None = None) -> Execution: ...
+    async def execute(self, code: str, *, timeout: float | None = None) -> Execution:
+        """An executor that can show a running step also takes ``on_output``, called
+        with the outputs so far (ManagedKernel does); the chat passes it when the
+        executor's ``execute`` has that parameter."""
+        ...
 
     async def interrupt(self) -> None: ...
 
@@ -834,8 +840,15 @@ class GroupChat:
     async def _execute(self, number: int, code: str, *, replayed: bool = False) -> Execution:
         self._check()
         self._emit(ExecutionStarted(step=number, code=code, replayed=replayed))
+        began = time.monotonic()
+
+        def running(outputs: Sequence[dict[str, Any]]) -> None:
+            elapsed = time.monotonic() - began
+            self._emit(ExecutionOutput(step=number, outputs=tuple(outputs), elapsed=elapsed))
+
+        live = {"on_output": running} if _shows_progress(self.executor) else {}
         execution = await self._guarded(
-            self.executor.execute(code, timeout=self.step_timeout), execution=True
+            self.executor.execute(code, timeout=self.step_timeout, **live), execution=True
         )
         self._turns += 1
         if execution.updates:
@@ -979,3 +992,11 @@ class GroupChat:
 def _takes_tools(model: ModelClient) -> bool:
     """A client offers tools only if it says so (``takes_tools``)."""
     return bool(getattr(model, "takes_tools", False))
+
+
+def _shows_progress(executor: Executor) -> bool:
+    """The executor's ``execute`` takes ``on_output`` (see :class:`Executor`)."""
+    try:
+        return "on_output" in inspect.signature(executor.execute).parameters
+    except (TypeError, ValueError):
+        return False

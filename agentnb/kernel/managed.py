@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ from .config import KernelConfig
 from .environment import scrubbed_environ
 from .gateway import GatewayBackend, remote_environ
 from .local import LocalBackend
-from .outputs import Displays, OutputCollector
+from .outputs import Displays, Output, OutputCollector
 from .sandbox import SandboxSettings, default_memory_limit, inside, sandbox_from_env
 from .transfer import decode_pull, encode_push, push_failure
 
@@ -305,8 +305,18 @@ class ManagedKernel:
 
     # --- running code --------------------------------------------------------------
 
-    async def execute(self, code: str, *, timeout: float | None = None) -> Execution:
+    async def execute(
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        on_output: Callable[[list[Output]], None] | None = None,
+    ) -> Execution:
         """Run ``code`` and return what happened; failures of the code are data.
+
+        ``on_output`` is given the outputs so far while the step runs, whenever
+        they changed, at most every :data:`OUTPUT_EVERY` seconds (a view shows a
+        running step as a notebook cell does).
 
         Raises:
             KernelError: only when the kernel itself cannot be (re)started.
@@ -330,7 +340,7 @@ class ManagedKernel:
                     note=note,
                 )
             self._running = True
-            return await self._execute(code, timeout or self.config.step_timeout)
+            return await self._execute(code, timeout or self.config.step_timeout, on_output)
         finally:
             self._running = False
             self._lock.release()
@@ -346,9 +356,15 @@ class ManagedKernel:
         elif self._queued:
             self._interrupt_queued = True
 
-    async def _execute(self, code: str, timeout: float) -> Execution:
+    async def _execute(
+        self,
+        code: str,
+        timeout: float,
+        on_output: Callable[[list[Output]], None] | None = None,
+    ) -> Execution:
         backend = self._backend
         collector = OutputCollector(self.config.output_limits, self._displays)
+        ticker = asyncio.ensure_future(_report_outputs(collector, on_output)) if on_output else None
         log_mark = backend.log_size()
         self._interrupted = interrupted = asyncio.Event()
         replied = asyncio.Event()
@@ -391,8 +407,9 @@ class ManagedKernel:
             await backend.interrupt()  # a cancelled caller leaves no step running
             raise
         finally:
-            for task in (death, stop):
-                task.cancel()
+            for task in (death, stop, ticker):
+                if task is not None:
+                    task.cancel()
             if not work.done():
                 work.cancel()
         reply, complete = work.result() if work.done() and not work.cancelled() else (None, True)
@@ -621,3 +638,23 @@ def _log_failure(task: asyncio.Task[None]) -> None:
     """Done-callback of background tasks: a failure is logged, never lost."""
     if not task.cancelled() and task.exception() is not None:
         log.warning("managed kernel: %s", task.exception())
+
+
+OUTPUT_EVERY = 0.5
+"""Seconds between reports of a running step's outputs."""
+
+
+async def _report_outputs(
+    collector: OutputCollector, on_output: Callable[[list[Output]], None]
+) -> None:
+    """Give ``on_output`` the step's outputs whenever they changed."""
+    last: list[Output] = []
+    while True:
+        await asyncio.sleep(OUTPUT_EVERY)
+        now = collector.outputs()
+        if now != last:
+            last = now
+            try:
+                on_output(now)
+            except Exception:  # a view's failure must not end the step
+                log.exception("a view failed to show a running step's output")

@@ -47,6 +47,7 @@ from ..chat.events import (
     DataReady,
     Event,
     ExecutionFinished,
+    ExecutionOutput,
     ExecutionStarted,
     KernelReady,
     MessagePosted,
@@ -238,8 +239,10 @@ class TerminalView:
                 mark = {"info": "ℹ", "warning": "⚠", "error": "✘"}[event.level]
                 style = _NOTICE_STYLES[event.level]
                 self.console.print(Text(f"{mark} {event.text}", style=style))
-            case TokenDelta() | ApprovalRequested() | RunFinished():
-                pass  # streamed above; the approver shows the request; the end below
+            case TokenDelta() | ApprovalRequested() | RunFinished() | ExecutionOutput():
+                # streamed above; the approver shows the request; the end below; a
+                # terminal prints a step's outputs once, when it has run
+                pass
             case _:
                 assert_never(event)
 

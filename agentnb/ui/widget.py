@@ -36,6 +36,7 @@ from ..chat.events import (
     DataReady,
     Event,
     ExecutionFinished,
+    ExecutionOutput,
     ExecutionStarted,
     KernelReady,
     MessagePosted,
@@ -209,6 +210,8 @@ class ChatView:
                 self._on_approval_decided(event)
             case ExecutionStarted():
                 self._on_execution_started(event)
+            case ExecutionOutput():
+                pass  # shown from the record by the step's card (see the running card)
             case ExecutionFinished():
                 self._on_execution_finished(event)
             case DataReady():

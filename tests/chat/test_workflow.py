@@ -4,6 +4,8 @@ edit run for real. Every path of the loop itself is in test_loop.py, on the fake
 from __future__ import annotations
 
 from agentnb.chat.approval import Decision
+from agentnb.chat.events import ExecutionFinished, ExecutionOutput
+from agentnb.record import RunRecord
 
 from .conftest import ChatRunner, scripted_approver, step
 
@@ -53,3 +55,20 @@ async def test_an_edited_step_runs_as_edited(chat: ChatRunner) -> None:
     assert only.edited
     # the analyst is told about the code that really ran
     assert "edited by the user" in run.prompts("analyst")[1]
+
+
+async def test_a_running_step_shows_its_output_before_it_ends(chat: ChatRunner) -> None:
+    slow = step(
+        "import time\nfor i in range(4):\n    print('tick', i, flush=True)\n    time.sleep(0.4)"
+    )
+    run = await chat({"analyst": [slow, "Done."], "critic": ["APPROVE", "APPROVE"]})
+    assert run.result.ok, run.result.stop_reason
+    live = run.of(ExecutionOutput)
+    assert live
+    assert all(e.step == 1 for e in live)
+    finished = next(i for i, e in enumerate(run.events) if isinstance(e, ExecutionFinished))
+    assert run.events.index(live[0]) < finished
+    assert [e.elapsed for e in live] == sorted(e.elapsed for e in live)
+    record = RunRecord.fold(run.events[: run.events.index(live[-1]) + 1])
+    assert "tick 0" in "".join(o.get("text", "") for o in record.steps[1].live)
+    assert RunRecord.fold(run.events).steps[1].live == ()  # once it ran, its execution shows

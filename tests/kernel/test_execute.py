@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import Any
 
 import pytest
 
@@ -204,3 +205,17 @@ async def test_tracebacks_show_the_steps_frames_not_agentnbs(shared_kernel: Mana
     assert frames[3].startswith("File ")
     assert "iostream.py" in frames[3]
     assert len(frames) == 5
+
+
+async def test_a_running_step_reports_its_outputs_as_they_come(kernel: ManagedKernel) -> None:
+    seen: list[str] = []
+
+    def on_output(outputs: list[dict[str, Any]]) -> None:
+        seen.append("".join(o.get("text", "") for o in outputs))
+
+    code = "import time\nfor i in range(6):\n    print(i, flush=True)\n    time.sleep(0.4)"
+    execution = await kernel.execute(code, on_output=on_output)
+    assert execution.stdout == "0\n1\n2\n3\n4\n5\n"
+    assert len(seen) >= 3  # while it ran, not only at the end
+    assert seen[0] != execution.stdout  # the first report came before the step ended
+    assert all(execution.stdout.startswith(text) for text in seen)  # each one a prefix
