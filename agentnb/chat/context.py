@@ -1,10 +1,29 @@
 """What each agent sees. Not the whole history: a brief, rebuilt for every call.
 
-An author sees the task, the data summary, the steps so far (earlier ones as
-code with a short excerpt of their output, failed ones superseded by later steps
-as one line, the latest in full) and the feedback on its current proposal. A
-reviewer sees the same brief and the proposal or final report to judge. The
-prompt therefore grows with the number of steps, not with the square of the
+A model remembers nothing between calls, so every prompt carries all its role
+needs for the call in front of it; what it does not need is sent once, where it
+is needed. Every prompt has the task and the session's history; the files note
+goes where code is written or judged. Then, per kind of call:
+
+- **An author** (proposing a step, revising one, or writing the final report)
+  sees the data summary whole (head, numeric stats) until a step has run without
+  error, and after that a compact schema (shape, dtypes, numeric ranges, missing
+  values): its steps' outputs show the rest. Its latest step comes whole: code,
+  output, the reviewers' notes. An earlier step comes as its definitions (the
+  statements that bind or change names, which later code builds on; prints and
+  plots left out) and a short excerpt of its output (the results a report
+  cites); a failed step that a later one superseded is one line. Then its
+  pending proposal and the feedback on it.
+- **A reviewer of a proposed step** judges that step: it sees the schema, the
+  earlier steps as their definitions (a failed one as one line), the latest
+  step's definitions and a cut of its output, and the proposal. It judged each
+  earlier step's code before it ran, so a step's whole code comes only where it
+  failed or the user edited it; the final report is judged on all of them.
+- **A reviewer of the final report** sees what the report rests on: the whole
+  data summary, every step's code and output, the report. No files note: there
+  is no code to judge.
+
+The prompt therefore grows with the number of steps, not with the square of the
 turns, and an old traceback is never sent again.
 
 Data and step outputs are untrusted: they reach the models inside ``<data>``
@@ -14,9 +33,11 @@ block can close it: a ``<data>`` or ``</data>`` tag in the content is escaped.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from ..kernel.outputs import truncate_middle
 from ..models.base import ChatMessage, ContentPart
@@ -28,6 +49,8 @@ __all__ = [
     "ContextLimits",
     "author_prompt",
     "data_block",
+    "data_schema",
+    "definitions",
     "review_prompt",
     "selector_prompt",
 ]
@@ -39,15 +62,18 @@ class ContextLimits:
 
     latest_output: int = 4_000
     earlier_output: int = 300
+    """What an author sees of an earlier step's output: the results a report cites."""
     review_latest_output: int = 1_200
     """What a reviewer judging a proposed step sees of the latest result: enough to
     check the proposal follows from it (the final report is judged on full results)."""
-    review_earlier_output: int = 0
-    """0: a reviewer of a step sees earlier steps as code and status only."""
+    report_earlier_output: int = 1_200
+    """What a reviewer judging the final report sees of each earlier step's output."""
     notes: int = 300
     """The reviewers' comments on the latest step, shown to its authors."""
     earlier_code: int = 1_500
     data_summary: int = 4_000
+    data_schema: int = 1_500
+    """The compact schema that stands for the data summary once a step has run."""
     history: int = 3_000
     images: int = 1
     """Plot images attached for models that accept images (the most recent ones)."""
@@ -63,9 +89,10 @@ class ContextLimits:
             latest_output=min(self.latest_output, 1_500),
             earlier_output=0,
             review_latest_output=min(self.review_latest_output, 600),
-            review_earlier_output=0,
+            report_earlier_output=min(self.report_earlier_output, 300),
             earlier_code=min(self.earlier_code, 400),
             data_summary=min(self.data_summary, 1_500),
+            data_schema=min(self.data_schema, 600),
             history=min(self.history, 800),
             images=0,
             full_steps=2,
@@ -83,6 +110,11 @@ class Brief:
     history: str = ""
     """What earlier runs of the same session found (a later ``%%agents`` cell)."""
     steps: Sequence[Step] = ()
+
+
+View = Literal["author", "step_review", "report_review"]
+"""Who a brief is rendered for: an author, a reviewer of a proposed step, a reviewer
+of the final report."""
 
 
 def _fence(text: str, lang: str = "") -> str:
@@ -106,32 +138,194 @@ def data_block(text: str, *, inline: bool = False) -> str:
     return f"<data>{body}</data>" if inline else f"<data>\n{body}\n</data>"
 
 
+# --- the data: the whole summary, or its schema ------------------------------------
+
+_STATS = re.compile(r"^(?P<label>.+?)\s+\S+\s+\S+\s+(?P<min>\S+)\s+(?P<max>\S+)$")
+
+
+def data_schema(summary: str) -> str:
+    """The compact form of a data summary (``agentnb.kernel.data.summary_code``): each
+    DataFrame's shape, dtypes, numeric ranges (min–max) and missing values, without its
+    head and statistics; other values as they are (the summary bounds their repr). A
+    summary of another shape (an error, say) is returned as it is."""
+    if not summary.lstrip().startswith("### "):
+        return summary
+    kept: list[str] = []
+    section = ""  # "" (a header or a value's repr), "head", "stats"
+    ranges: list[str] = []
+    frame = False
+    for line in summary.strip().splitlines():
+        if line.startswith("### "):
+            section, frame = "", ": DataFrame," in line
+            kept.append(line)
+        elif not frame:
+            if line.strip():
+                kept.append(line)
+        elif line == "head:":
+            section = "head"
+        elif line == "numeric summary:":
+            section = "stats"
+        elif line.startswith(("dtypes: ", "missing values: ", "(labels over ")):
+            if section == "stats" and ranges:
+                kept.append("ranges: " + ", ".join(ranges))
+            section, ranges = "", []
+            kept.append(line)
+        elif section == "stats" and (match := _STATS.match(line.strip())):
+            if match["min"] != "min":  # not the table's header line
+                ranges.append(f"{match['label']} {match['min']}–{match['max']}")
+        elif section == "" and line.strip():
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def _data_part(brief: Brief, limits: ContextLimits, view: View) -> str:
+    whole = view == "report_review" or (
+        view == "author" and not any(s.execution.ok for s in brief.steps)
+    )
+    if whole:
+        summary = truncate_middle(brief.data_summary.strip(), limits.data_summary)
+        return f"## Data\n{data_block(summary)}"
+    schema = truncate_middle(data_schema(brief.data_summary.strip()), limits.data_schema)
+    return f"## Data (schema)\n{data_block(schema)}"
+
+
+# --- the steps ---------------------------------------------------------------------
+
+_BINDS = (
+    ast.Import,
+    ast.ImportFrom,
+    ast.Assign,
+    ast.AnnAssign,
+    ast.AugAssign,
+    ast.Delete,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+)
+
+
+# methods that change their object where it stands (pandas, lists, dicts, sets)
+_MUTATORS = frozenset(
+    {
+        "insert",
+        "update",
+        "append",
+        "extend",
+        "pop",
+        "remove",
+        "sort",
+        "clear",
+        "setdefault",
+        "add",
+        "discard",
+    }
+)
+
+
+def _changes(node: ast.AST) -> bool:
+    """A call that changes its object (``inplace=``, ``.insert``, ``.append`` …) or
+    an assignment expression."""
+    if isinstance(node, ast.NamedExpr):
+        return True
+    if not isinstance(node, ast.Call):
+        return False
+    if any(k.arg == "inplace" for k in node.keywords):
+        return True
+    return isinstance(node.func, ast.Attribute) and node.func.attr in _MUTATORS
+
+
+def _binds(node: ast.stmt) -> bool:
+    """A statement that binds or changes a name later code may use: an import, an
+    assignment, a definition, or a call or block that changes something."""
+    if isinstance(node, _BINDS):
+        return True
+    return any(isinstance(inner, _BINDS) or _changes(inner) for inner in ast.walk(node))
+
+
+def definitions(code: str) -> str | None:
+    """The statements of ``code`` that bind or change names (imports, assignments,
+    functions, classes, blocks that assign, calls that change their object), in
+    order: what later code builds on. Prints, plots and bare expressions are left
+    out. ``None`` when the code is not plain Python (a magic, say)."""
+    try:
+        # a step may await at the top level, as in a notebook cell
+        flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        tree = compile(code, "<step>", "exec", flags=flags, dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    lines = code.splitlines()
+    spans: list[list[int]] = []
+    for node in tree.body:
+        if not _binds(node):
+            continue
+        decorators = getattr(node, "decorator_list", ())
+        start = min([node.lineno, *(d.lineno for d in decorators)])
+        end = node.end_lineno or node.lineno
+        if spans and start <= spans[-1][1]:  # two statements on one line
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    return "\n".join("\n".join(lines[a - 1 : b]) for a, b in spans)
+
+
+def _one_line(step: Step, *, superseded: bool) -> str:
+    ex = step.execution
+    err = ex.error
+    what = f"{err.get('ename', 'Error')}: {err.get('evalue', '')}" if err else ex.status
+    what = data_block(truncate_middle(str(what), 200), inline=True)
+    line = f"### Step {step.number} ({ex.status}): failed with {what}"
+    if ex.restarted:
+        line += "; the kernel was restarted, so the names of earlier steps are gone"
+    return line + ("; superseded." if superseded else ".")
+
+
+def _code_part(step: Step, *, whole: bool, latest: bool, limits: ContextLimits) -> str:
+    """The step's heading and its code: all of it (an earlier step's cut), or its
+    definitions."""
+    head = f"### Step {step.number} ({step.execution.status})"
+    defined = None if whole else definitions(step.code)
+    if defined is None:  # asked for, or not plain Python (a magic, say)
+        code = step.code if latest else truncate_middle(step.code, limits.earlier_code)
+        return f"{head}\n{_fence(code, 'python')}"
+    if not defined.strip():
+        return f"{head}, no definitions"
+    if defined.strip() != step.code.strip():
+        head += ", definitions only"
+    return f"{head}\n{_fence(truncate_middle(defined, limits.earlier_code), 'python')}"
+
+
 def _step_block(
-    step: Step, *, latest: bool, superseded: bool, limits: ContextLimits, output: int
+    step: Step, *, view: View, latest: bool, superseded: bool, limits: ContextLimits
 ) -> str:
     ex = step.execution
-    head = f"### Step {step.number} ({ex.status})"
-    if superseded:
-        err = ex.error
-        what = f"{err.get('ename', 'Error')}: {err.get('evalue', '')}" if err else ex.status
-        what = data_block(truncate_middle(str(what), 200), inline=True)
-        return f"{head}: failed with {what}; superseded."
-    code = step.code if latest else truncate_middle(step.code, limits.earlier_code)
-    block = f"{head}\n{_fence(code, 'python')}"
+    if superseded or (view == "step_review" and not latest and not ex.ok):
+        return _one_line(step, superseded=superseded)
+    if view == "author":
+        # its own latest step whole; an earlier one as what later code builds on
+        whole = latest or not ex.ok
+        output = limits.latest_output if latest else limits.earlier_output
+    elif view == "step_review":
+        # reviewed before it ran, unless it failed or the user changed it
+        whole = not ex.ok or step.edited
+        output = limits.review_latest_output if latest else 0
+    else:
+        # what the report rests on: every step's code (its charts too) and output
+        whole = True
+        output = limits.latest_output if latest else limits.report_earlier_output
+    block = _code_part(step, whole=whole, latest=latest, limits=limits)
     if output:
         block += f"\nOutput:\n{data_block(ex.to_model_text(output))}"
     notes = [r for r in step.reviews if not r.endswith(": -")]
-    if latest and notes and limits.notes:
+    if view == "author" and latest and notes and limits.notes:
         block += "\nReviewers: " + truncate_middle(" ".join(notes), limits.notes)
     return block
 
 
-def _brief_text(brief: Brief, limits: ContextLimits, *, reviewing_step: bool = False) -> str:
+def _brief_text(brief: Brief, limits: ContextLimits, view: View) -> str:
     parts = [f"## Task\n{brief.task.strip()}"]
     if brief.data_summary:
-        summary = truncate_middle(brief.data_summary.strip(), limits.data_summary)
-        parts.append(f"## Data\n{data_block(summary)}")
-    if brief.files:
+        parts.append(_data_part(brief, limits, view))
+    if brief.files and view != "report_review":  # where code may write: no code here
         parts.append(f"## Files\n{brief.files}")
     if brief.history:
         parts.append(
@@ -150,14 +344,8 @@ def _brief_text(brief: Brief, limits: ContextLimits, *, reviewing_step: bool = F
                 continue
             later_ok = any(s.execution.ok for s in brief.steps[i + 1 :])
             superseded = not step.execution.ok and i < last and later_ok
-            if reviewing_step:
-                output = limits.review_latest_output if i == last else limits.review_earlier_output
-            else:
-                output = limits.latest_output if i == last else limits.earlier_output
             blocks.append(
-                _step_block(
-                    step, latest=i == last, superseded=superseded, limits=limits, output=output
-                )
+                _step_block(step, view=view, latest=i == last, superseded=superseded, limits=limits)
             )
         parts.append("## Steps so far\n" + "\n\n".join(blocks))
     return "\n\n".join(parts)
@@ -199,7 +387,7 @@ def author_prompt(
 ) -> list[ChatMessage]:
     """The prompt of an author: the brief, then its pending proposal and the feedback on it."""
     limits = limits or ContextLimits()
-    text = _brief_text(brief, limits)
+    text = _brief_text(brief, limits, "author")
     if proposal:
         text += f"\n\n## Your proposal\n{proposal.strip()}"
     if feedback:
@@ -229,7 +417,7 @@ def review_prompt(
 ) -> list[ChatMessage]:
     """The prompt of a reviewer judging a proposed step (``step``) or the final report."""
     limits = limits or ContextLimits()
-    body = _brief_text(brief, limits, reviewing_step=step is not None)
+    body = _brief_text(brief, limits, "report_review" if step is None else "step_review")
     if step is None:
         body += f"\n\n## Final report by {author}\n{text.strip()}"
         body += "\n\n---\nReview the final report against the results above."

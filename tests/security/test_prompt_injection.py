@@ -79,6 +79,7 @@ async def test_hostile_data_reaches_the_models_cut_and_fenced_as_data(
     seen = json.loads((tmp_path / "prompts.json").read_text())
     assert {p["agent"] for p in seen} == {"analyst", "critic"}
 
+    whole = 0
     for prompt in seen:
         system, *rest = prompt["messages"]
         assert system["role"] == "system"
@@ -89,13 +90,19 @@ async def test_hostile_data_reaches_the_models_cut_and_fenced_as_data(
             assert "REVISE code that reaches outside the task" in system["text"]
             assert "os.environ" in system["text"]
         brief = "\n".join(m["text"] for m in rest)
-        # the hostile text is there, so the agents can report it, but only cut
-        assert 50 < longest_run(brief, CELL_TEXT) <= CELL_CHARS
+        # the hostile text is there, so the agents can report it, but only cut: the
+        # cells where the whole summary goes (the analyst's first proposal, the review
+        # of the final report), the names everywhere (the schema elsewhere)
+        if "## Data\n<data>" in brief:
+            whole += 1
+            assert 50 < longest_run(brief, CELL_TEXT) <= CELL_CHARS
+            assert "os.environ" in brief
+        assert longest_run(brief, CELL_TEXT) <= CELL_CHARS
         assert 30 < longest_run(brief, NAME_TEXT) <= NAME_CHARS
         # and only inside data blocks, which the forged closing tag did not close
         assert brief.count("<data>") == brief.count("</data>") >= 1
-        assert "os.environ" in brief
         outside = outside_data(brief)
         assert "ignore previous" not in outside.lower()
         assert "os.environ" not in outside
         assert "evil.example" not in outside
+    assert whole == 2  # the analyst's first proposal and the review of the final report
