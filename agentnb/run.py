@@ -4,6 +4,9 @@ They resolve the models, start a managed kernel (or use yours), load the data,
 run the group chat and return a :class:`~agentnb.chat.group.RunResult`. Configuration
 mistakes raise :class:`~agentnb.errors.ConfigError` before anything starts;
 everything that happens later ends the run with a stop reason instead.
+
+One module past the usual length on purpose: ``run``, ``arun``, ``resume`` and their
+shared set-up are the one Python entry point.
 """
 
 from __future__ import annotations

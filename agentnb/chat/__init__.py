@@ -8,6 +8,7 @@ the typed ``messages`` and ``events`` it produces, written first to the
 ``transcript``. Nothing here imports IPython or ipywidgets.
 """
 
-from .group import Executor, GroupChat, Guards, RunResult, check_task
+from .group import GroupChat
+from .result import Executor, Guards, RunResult, check_task
 
 __all__ = ["Executor", "GroupChat", "Guards", "RunResult", "check_task"]

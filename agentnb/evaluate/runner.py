@@ -4,6 +4,9 @@ Every finished task is appended to ``results.jsonl`` at once, so a stopped
 evaluation (Ctrl-C, a crash) keeps what finished, and running it again skips the
 tasks already scored (``rerun_failed`` runs again those that ended without an
 answer).
+
+One module past the usual length on purpose: scheduling, resuming and recording the
+tasks of a suite share one results file.
 """
 
 from __future__ import annotations

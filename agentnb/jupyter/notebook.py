@@ -54,6 +54,9 @@ Decisions worth knowing:
 file in the same directory, flushed and synced, then renamed over the target. An
 existing notebook is never left half-written, and the temporary file is removed
 when anything fails.
+
+One module past the usual length on purpose: the notebook's cells and its atomic
+save are one deliverable.
 """
 
 from __future__ import annotations

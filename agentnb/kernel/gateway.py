@@ -21,6 +21,9 @@ What a remote kernel changes, and how it is handled here:
 - The environment is the gateway's: only ``KERNEL_*`` variables and the ones set
   in ``KernelConfig.env`` are sent, and the gateway decides which it keeps. The
   user's own environment never leaves this machine.
+
+One module past the usual length on purpose: the gateway's REST API, its websocket
+and their failures are one backend.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ and pyarrow are used when the kernel has them). It sets up:
   directory is put back, each with a line on stderr that tells the analyst;
 - optional limits: address space for the process, CPU seconds per step;
 - the ``agentnb.data`` comm target, through which values are pushed and pulled.
+
+One module past the usual length on purpose: it is the code installed inside the
+kernel as one file, so that it can be sent there as one string with nothing to
+import.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@
 its time limit (interrupt, then restart if the kernel does not settle), death
 detection and restart, the data pushed in (restored after a restart), and a
 kernel started ahead of time so that the first step does not wait for it.
+
+One module past the usual length on purpose: the kernel's lifecycle, steps,
+interrupts and restarts share one lock and one state.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ Caps exist so that agent-written code cannot exhaust memory or freeze a notebook
 a stream keeps its head and its tail with a marker saying how much was dropped,
 an oversized image or rich value is replaced by a note, and a step keeps at most
 ``max_outputs`` outputs (errors are always kept).
+
+One module past the usual length on purpose: the collector, its caps and the model's
+rendering of outputs read the same nbformat shapes.
 """
 
 from __future__ import annotations

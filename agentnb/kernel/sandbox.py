@@ -15,6 +15,9 @@ the kernel's own folder, bound in read-write.
 Where bubblewrap cannot run, starting the kernel fails with a
 :class:`SandboxUnavailable` that names the fix and the explicit opt-out; there is
 no silent fallback to an unsandboxed kernel.
+
+One module past the usual length on purpose: every piece of the sandbox's policy is
+read together when it is reviewed.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ llama.cpp's server and the like. Every call streams; the retries are agentnb's o
 (the ``openai`` client is made with ``max_retries=0``) so that the user is told about
 each one through ``on_notice``, and every failure that ends a call is a
 :class:`~agentnb.errors.ModelError` naming the endpoint and the fix.
+
+One module past the usual length on purpose: the client, its streaming and its
+account of every failure are one conversation with the endpoint.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ Only the standard library is used: the server runs in a background daemon thread
 so it works from synchronous and asynchronous code alike. :meth:`ScriptedServer.stop`
 wakes hanging handlers and closes every connection, so it never waits for a fault
 to run its course.
+
+One module past the usual length on purpose: a test server that is also a command,
+kept in one file that a user can read and copy.
 """
 
 from __future__ import annotations
