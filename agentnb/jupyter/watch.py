@@ -18,6 +18,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,7 +123,11 @@ class Analysis:
         else:
             state = f"{finished.reason.kind}: {finished.reason.message}"
         if self.chat is not None:
-            bundle["text/plain"] = f"agentnb: {title} ({self.record.phase})"
+            # the static chat beside it says it all; this line stands in for the widget
+            # where it cannot show, and the agentnb-cells extension hides it there
+            line = f"agentnb: {title} ({self.record.phase})"
+            bundle["text/plain"] = line
+            bundle["text/html"] = f'<div class="agentnb-fallback">{escape(line)}</div>'
             bundle.pop("text/markdown", None)
             return bundle
         report = finished.final_report if finished is not None else None

@@ -14,14 +14,16 @@ their HTML, buttons and editors are left out, and a folded step is a
 :mod:`agentnb.ui.render`, which escapes or sanitises all model and kernel
 content (no script, no event handler, images only from ``data:`` URLs), and
 nothing is added here but ``<div>``, ``<details>``, ``<summary>``, agentnb's
-class names and its stylesheet. The stylesheet rides along in a ``<style>``
-for frontends that render the HTML as it is (JupyterLab and Notebook 7 in a
+class names and its stylesheet (whose last section lays the copy out, and holds
+its own against the styles of the HTML output it sits in). The stylesheet rides
+along in a ``<style>`` for frontends that render the HTML as it is (JupyterLab and Notebook 7 in a
 trusted cell, nbviewer, VS Code); an untrusted cell's sanitiser drops it, and
 the agentnb-cells extension carries the same stylesheet for that case.
 
 While the live widget shows, this copy is hidden: the widget's own stylesheet
 hides the copy of its run (:func:`twin_rule`), and the extension hides it in
-JupyterLab and Notebook 7.
+JupyterLab and Notebook 7. Where the copy shows, the one line of text that stands
+in for the widget in the cell's other output (``agentnb-fallback``) is hidden.
 """
 
 from __future__ import annotations
@@ -38,15 +40,6 @@ __all__ = ["live_class", "static_html", "twin_rule"]
 
 _RUN_ID = re.compile(r"[^A-Za-z0-9_-]+")
 _SKIPPED = (widgets.Button, widgets.Textarea, widgets.Text, widgets.ToggleButton)
-_STATIC_CSS = """
-.agentnb.agentnb-static, .agentnb-static .agentnb-vbox { display: flex; flex-direction: column; }
-.agentnb-static .agentnb-hbox { display: flex; flex-direction: row; }
-.agentnb-static .agentnb-html { line-height: 1.5; min-width: 0; }
-.agentnb-static .agentnb-fold-static > summary { list-style: none; margin-left: 0; }
-.agentnb-static .agentnb-fold-static > summary::-webkit-details-marker { display: none; }
-.agentnb-static .agentnb-fold-static[open] > summary { margin-bottom: 8px; }
-.agentnb-static .agentnb-fold-static > .agentnb-vbox { gap: 8px; }
-"""
 
 
 def _css_id(run_id: str) -> str:
@@ -117,7 +110,7 @@ def static_html(root: Any, run_id: str) -> str:
     """The widget ``root`` (a :class:`~agentnb.ui.widget.ChatView`'s) as static HTML."""
     run = _css_id(run_id)
     body = "".join(_node(child) for child in root.children)
-    style = f"<style>{_minified(stylesheet())}{_STATIC_CSS}</style>"
+    style = f"<style>{_minified(stylesheet())}</style>"
     return f'<div class="agentnb agentnb-static agentnb-static-{run}">{style}{body}</div>'
 
 

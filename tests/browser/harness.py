@@ -413,7 +413,8 @@ _STATE_JS = """() => {
               execution_count: count === undefined ? null : count,
               prompt: prompt ? prompt.textContent.trim() : '',
               source: cell.model.sharedModel.getSource(),
-              output_text: outputs ? outputs.textContent : ''};
+              output_text: outputs ? outputs.textContent : '',
+              output_shown: outputs ? outputs.innerText : ''};
     });
     state.modelCells = widget.content && widget.content.model
       ? widget.content.model.cells.length : null;
@@ -556,8 +557,12 @@ class Notebook:
         return list(self.page.evaluate(_CELLS_JS))
 
     def output_text(self, index: int) -> str:
-        """The rendered text of a cell's outputs."""
+        """The rendered text of a cell's outputs (hidden ones too)."""
         return str(self.state()["cells"][index]["output_text"])
+
+    def output_shown(self, index: int) -> str:
+        """The text of a cell's outputs that the page shows (``innerText``)."""
+        return str(self.state()["cells"][index]["output_shown"])
 
     def kernel_id(self) -> str:
         kernel_id = self.state()["kernelId"]
@@ -748,8 +753,8 @@ class Notebook:
                     f"  cell {cell['index']} {cell['type']} {cell['prompt'] or '-'}"
                     f"{' (active)' if cell['active'] else ''}: {_short(cell['source'], 80)}"
                 )
-                if cell["output_text"].strip():
-                    lines.append(f"      output: {_short(cell['output_text'].strip())}")
+                if cell["output_shown"].strip():
+                    lines.append(f"      output: {_short(cell['output_shown'].strip())}")
             for dialog in state["dialogs"]:
                 lines.append(f"dialog: {_short(dialog)}")
             for toast in state["toasts"]:

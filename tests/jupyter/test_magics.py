@@ -38,6 +38,10 @@ async def test_an_autonomous_cell_runs_to_its_end_before_the_next_cell(
     widget, chat = ran.outputs
     assert "application/vnd.jupyter.widget-view+json" in widget["data"]
     assert widget["data"]["text/plain"] == "agentnb: Which region sold most? (done)"
+    assert widget["data"]["text/html"] == (
+        '<div class="agentnb-fallback">agentnb: Which region sold most? (done)</div>'
+    )
+    assert "text/markdown" not in widget["data"]  # the chat below has the report
     # where the widget cannot render (its kernel gone, papermill reports, nbviewer, VS Code
     # without it): the whole chat as sanitised HTML, and the outcome and report as text
     assert chat["output_type"] == "display_data"

@@ -10,8 +10,9 @@
 import { CodeEditor, type IEditorServices } from '@jupyterlab/codeeditor';
 import type { NotebookPanel } from '@jupyterlab/notebook';
 
-const AREA = '.agentnb-edit-code textarea';
 const DONE = 'agentnbEditor';
+/** A textarea of the Edit drawer that has no editor yet. */
+const FRESH = '.agentnb-edit-code textarea:not([data-agentnb-editor])';
 const HOST = 'agentnb-code-editor';
 const HIDDEN = 'agentnb-replaced';
 
@@ -70,37 +71,37 @@ function mount(area: HTMLTextAreaElement, services: IEditorServices): void {
 }
 
 function enhance(root: HTMLElement, services: IEditorServices): void {
-  sweep();
-  root.querySelectorAll<HTMLTextAreaElement>(AREA).forEach(area => {
-    if (area.dataset[DONE] === undefined) {
-      mount(area, services);
-    }
-  });
+  if (mounted.size > 0) {
+    sweep();
+  }
+  root.querySelectorAll<HTMLTextAreaElement>(FRESH).forEach(area => mount(area, services));
 }
 
-/** Gives each agentnb code textarea that appears in the notebook a code editor. */
+/**
+ * Gives each agentnb code textarea that appears in the notebook a code editor.
+ * ipywidgets adds a widget's classes after its element is in the page, so any
+ * change of the page's tree or classes is a reason to look, once per frame.
+ */
 export function watchEditors(panel: NotebookPanel, services: IEditorServices): void {
   let pending = false;
-  const observer = new MutationObserver(records => {
-    if (pending) {
-      return;
+  const look = (): void => {
+    pending = false;
+    if (!panel.isDisposed) {
+      enhance(panel.node, services);
     }
-    const relevant = records.some(record =>
-      Array.from(record.addedNodes).some(
-        node =>
-          node instanceof HTMLElement &&
-          (node.matches(AREA) || node.querySelector(AREA) !== null)
-      )
-    );
-    if (relevant) {
+  };
+  const observer = new MutationObserver(() => {
+    if (!pending) {
       pending = true;
-      requestAnimationFrame(() => {
-        pending = false;
-        enhance(panel.node, services);
-      });
+      requestAnimationFrame(look);
     }
   });
-  observer.observe(panel.node, { childList: true, subtree: true });
+  observer.observe(panel.node, {
+    childList: true,
+    subtree: true,
+    attributes: true,
+    attributeFilter: ['class']
+  });
   panel.disposed.connect(() => observer.disconnect());
-  enhance(panel.node, services);
+  look();
 }

@@ -8,7 +8,7 @@ import type { Cell, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook
 import type { JSONObject } from '@jupyterlab/services';
 
 const MARKED = 'agentnb-cell';
-const MARK = 'agentnb-cell-mark';
+const MARK = 'data-agentnb-mark';
 const JUMP = 'agentnb-jump';
 const TARGET = /^agentnb-to-([A-Za-z0-9_-]{1,64})$/;
 const FLASH = 'agentnb-cell-flash';
@@ -48,27 +48,24 @@ export function markText(meta: JSONObject, kind: string): string {
   return parts.join(' · ');
 }
 
+/**
+ * The mark is the cell's `data-agentnb-mark`, shown by the stylesheet (an
+ * `::after` of the cell): no element of ours among the cell's own, which
+ * Lumino places by their index in the cell's node.
+ */
 function decorate(cell: Cell): void {
   const meta = tags(cell);
   const node = cell.node;
-  let mark = node.querySelector<HTMLElement>(`:scope > .${MARK}`);
   if (meta === null) {
-    if (mark !== null) {
-      mark.remove();
+    if (node.hasAttribute(MARK)) {
+      node.removeAttribute(MARK);
       cell.removeClass(MARKED);
     }
     return;
   }
   const text = markText(meta, cell.model.type);
-  if (mark === null) {
-    mark = document.createElement('div');
-    mark.className = MARK;
-    // Above the input, outside the widgets the cell lays out.
-    node.insertBefore(mark, node.firstChild);
-  }
-  if (mark.textContent !== text) {
-    mark.textContent = text;
-    mark.title = 'Inserted by an %%agents run (this cell\'s metadata.agentnb)';
+  if (node.getAttribute(MARK) !== text) {
+    node.setAttribute(MARK, text);
   }
   cell.addClass(MARKED);
   cell.addClass(`${MARKED}-${cell.model.type === 'markdown' ? 'markdown' : 'code'}`);
