@@ -85,8 +85,8 @@ class Analysis:
         kernel, the data, agentnb): the cell then fails, so that Run All stops there.
         None when it ended any other way (a limit, a guard, the user's stop).
 
-        ``brief``: for a cell whose widget shows the whole message (and what to do):
-        what failed in a sentence, and that the widget says more."""
+        ``brief``: for a cell whose widget shows the whole message (and what to do),
+        a line that points there instead of saying it a third time."""
         if self.headless is not None:
             return self.headless
         why = self.error
@@ -94,19 +94,13 @@ class Analysis:
         if why is None and (result is None or result.stop_reason.outcome != "failed"):
             return None
         kept = ""
+        kind = "agentnb"
         if why is None and result is not None:
-            why = result.stop_reason.message
+            why, kind = result.stop_reason.message, result.stop_reason.kind
             if result.transcript_path is not None:
-                kept = (
-                    f"; what ran is kept (%agents save PATH; transcript {result.transcript_path})"
-                )
-        assert why is not None
+                kept = f"; what ran is kept (%agents save PATH; transcript {result.transcript_path})"
         if brief:
-            from ..ui.render import first_sentence
-
-            short = first_sentence(why)
-            more = " (the analysis above says more)" if short != " ".join(why.split()) else ""
-            return f"the analysis failed: {short}{more}"
+            return f"the analysis above failed ({kind}): its last line says why and what to do"
         return f"{why}{kept}"
 
     def bundle(self) -> dict[str, Any]:

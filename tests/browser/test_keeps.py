@@ -12,6 +12,7 @@ notebook whose widget model is missing, and the HTML that nbconvert (nbviewer) m
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import nbformat
@@ -312,3 +313,38 @@ def test_nbconvert_and_saving_show_the_chat(notebook: Notebook) -> None:
     assert "model not found" not in text
     page.screenshot(path=str(notebook.screenshots / "2-nbconvert.png"))
     page.close()
+
+
+@pytest.mark.parametrize("jupyter_server", ["lab"], indirect=True)
+def test_a_failed_run_says_why_once_in_lines_that_fit(notebook: Notebook) -> None:
+    from ..processes import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    agents = f"%%agents --approve never --model gpt-x --base-url {url}\nWhich region?"
+    notebook.create("failed.ipynb", [LOAD, agents])
+    notebook.open("failed.ipynb")
+    notebook.run_cell(0)
+    started = time.monotonic()
+    notebook.run_cell(1, timeout=30)
+    took = time.monotonic() - started
+    assert took < 8, f"a refused connection to this machine took {took:.1f} s to fail"
+    _wait_phase(notebook, 1, "failed")
+    widget = _widget(notebook, 1)
+    reason = widget.locator(".agentnb-header .agentnb-reason")
+    assert reason.inner_text() == f"Cannot reach {url} (connection refused)."
+    fits = reason.evaluate(
+        "e => e.scrollWidth <= e.clientWidth + 1 && e.getBoundingClientRect().right"
+        " <= e.closest('.agentnb-header').getBoundingClientRect().right"
+    )
+    assert fits, "the header's reason is clipped"
+    shown = notebook.output_shown(1)
+    assert shown.count("Is the server running?") == 1, shown  # the end of the chat, once
+    assert "Check the base URL given (--base-url)." in shown
+    assert "OPENAI_BASE_URL" not in shown  # --base-url was given
+    assert "retrying" not in shown
+    # the cell's error is one line that points to the widget, which says the rest
+    assert "AgentsError: the analysis above failed (model_error): its last line says why" in shown
+    assert shown.count("Cannot reach") == 2  # what failed in the header, and the whole story
+    assert _visible_stops(notebook, 1) == 0
+    notebook.screenshot("1-failed", show=widget)
+    assert not notebook.console.errors

@@ -890,3 +890,21 @@ def test_the_live_widget_hides_its_own_static_copy() -> None:
     assert "agentnb-live-r-2" in classes(view.widget)
     style = by_class(view, "agentnb-style")[0].value
     assert "body:has(.agentnb-live-r-2) .agentnb-static-r-2 { display: none; }" in style
+
+
+def test_a_running_step_has_a_place_for_its_output_as_it_comes() -> None:
+    # the card's "live" part: what the managed kernel prints while a step runs goes here
+    # (appended as it comes), and the finished run replaces it
+    view = ChatView("t")
+    feed(view, [*proposal_turn(1, "print(1)"), ExecutionStarted(step=1, code="print(1)")])
+    (card,) = cards(view)
+    turn = view._ran[1]
+    turn.append_live('<pre class="agentnb-out-stream">first</pre>')
+    turn.append_live('<pre class="agentnb-out-stream">second</pre>')
+    (live,) = by_class(view, "agentnb-running-output")
+    assert live.value.index("first") < live.value.index("second")
+    parts = [classes(c) for c in card.children]
+    assert parts.index(("agentnb-running-output",)) < parts.index(("agentnb-execution",))
+    execution = Execution(code="print(1)", status="ok", outputs=(), execution_count=1, duration=1)
+    view.handle(ExecutionFinished(step=1, execution=execution))
+    assert by_class(view, "agentnb-running-output") == []
