@@ -183,6 +183,14 @@ class RunOptions:
         kind="size",
         flag="none",
     )
+    notes: bool = _option(
+        True,
+        "with each step inserted into the notebook, insert its reason above it, and the "
+        "final report after the steps, as markdown cells (default: on; off inserts the "
+        "code only)",
+        kind="on_off",
+        flag="notebook",
+    )
     out: str | None = _option(
         None,
         "save the analysis as a notebook that re-runs from top to bottom",

@@ -161,6 +161,7 @@ async def arun(
     sandbox: bool | str | None = None,
     network: bool | None = None,
     memory_limit: int | str | None = None,
+    notes: bool | str | None = None,
     history: str = "",
     data_names: Sequence[str] = (),
     out: str | Path | None = None,
@@ -496,6 +497,8 @@ def run(task: str, **options: Any) -> RunResult:
             ``"off"`` (the agents' code runs as you, with your files and network).
         network: let the sandboxed kernel open outbound connections (default: none).
         memory_limit: bytes (or ``"4G"``) the managed kernel may take.
+        notes: a notebook's ``%%agents --notes``: each inserted step's reason and the
+            final report as markdown cells; nothing is inserted here, so unused.
         out: write the analysis notebook there (``RunResult.notebook``).
         data_sources: code that recreates pushed objects in the saved notebook
             (``{"sales": "pd.read_csv('sales.csv')"}``).

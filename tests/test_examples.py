@@ -220,8 +220,10 @@ def managed_kernel_pid(status: str) -> int:
 
 def assert_one_finished_chat(executed: NotebookNode) -> None:
     (ask,) = agents_cells(executed)
-    assert [o.output_type for o in ask.outputs] == ["display_data"]  # the chat, no error
+    # the chat's widget, and the chat as it ended for where no widget shows; no error
+    assert [o.output_type for o in ask.outputs] == ["display_data", "display_data"]
     assert "application/vnd.jupyter.widget-view+json" in ask.outputs[0].data
+    assert ask.outputs[1].metadata.agentnb.view == "static"
 
 
 @pytest.mark.kernel

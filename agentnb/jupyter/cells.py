@@ -1,18 +1,22 @@
-"""Approved steps written into the live notebook as code cells.
+"""Approved steps written into the live notebook as cells.
 
 :class:`CellWriter` is the kernel's end of the ``agentnb.cells`` comm; the other
 end is the agentnb-cells JupyterLab / Notebook 7 extension (``widgets/``), which
-inserts each step below the ``%%agents`` cell, once, in the browser that ran the
-cell. Where no extension answers (VS Code, classic Notebook, headless runs), the
-writer says so once and keeps the steps: the saved analysis notebook has them, and
-a notebook page that attaches later gets them.
+inserts each cell below the ``%%agents`` cell, once, in the browser that ran the
+cell: per step a markdown note (why, who approved it) and its code, then the
+final report as markdown (the saved analysis notebook has the same cells).
+Where no extension answers (VS Code, classic Notebook, headless runs), the writer
+says so once and keeps the steps: the saved analysis notebook has them, and a
+notebook page that attaches later gets them.
 
-Protocol, version 2 (``widgets/README.md`` has the frontend's side):
+Protocol, version 3 (``widgets/README.md`` has the frontend's side):
 
-- kernel opens, from the ``%%agents`` cell: ``{anchor: cell id | None, run_id, version: 2}``
-- frontend replies ``{event: "ready", client: "lab" | "notebook", version: 2}``,
+- kernel opens, from the ``%%agents`` cell: ``{anchor: cell id | None, run_id, version: 3}``
+- frontend replies ``{event: "ready", client: "lab" | "notebook", version: 3}``,
   or closes the comm when it has no such target
-- kernel sends ``{action: "insert", run_id, key: "<run_id>:<step>", cell: <nbformat code cell>}``
+- kernel sends ``{action: "insert", run_id, key, cell: <nbformat cell>}``: a step's
+  code cell (key ``<run_id>:<step>``), its note (a markdown cell, key
+  ``<run_id>:<step>:reason``) or the report (markdown, key ``<run_id>:report``)
 - frontend replies ``{event: "inserted", key, cell_id, index[, note][, duplicate]}``
   or ``{event: "error", key, message}``
 
@@ -24,17 +28,21 @@ up it opens one itself, on the kernel's target of the same name (registered by
 - frontend opens: ``{version: 2, client, cells: [the notebook's cell ids]}``
 - kernel, for each run whose anchor is one of those cells and that is still going
   or has steps the frontend has not acknowledged: ``{action: "attach", run_id,
-  anchor, display: <the %%agents cell's display bundle>}``, then every step of the
+  anchor, display: <the %%agents cell's display bundle>}``, then every cell of the
   run as an ``insert`` (the frontend skips keys the notebook already has); the
   writer uses this comm from now on and stops writing to its old one (left open:
   the new page never saw it).
 - kernel, for each of those cells whose last run has ended (its writer closed):
-  ``{action: "show", run_id, anchor, display}``. A notebook saved with an inserted
-  step is not signed (those cells are never trusted), so it opens with every cell
-  untrusted, and a widget view is not a safe mime type: the page puts the kernel's
-  display back into the cell and trusts that cell, if the cell still shows that
-  run's widget. Nothing else is sent for an ended run: the steps a page
-  acknowledged are the user's to delete.
+  ``{action: "show", run_id, anchor, display, chat}``. A notebook saved with an
+  inserted step is not signed (those cells are never trusted), so it opens with
+  every cell untrusted, and a widget view is not a safe mime type: the page puts
+  the kernel's display back into the cell and trusts that cell, if the cell still
+  shows that run's widget. ``chat`` (also in ``attach``, once the run ended) is
+  the static copy of the chat the run left in its cell, a ``display_data``
+  output of sanitised HTML: the page puts it back beside the widget, from the
+  kernel rather than from the notebook file, as the cell is now trusted. Nothing
+  else is sent for an ended run: the steps a page acknowledged are the user's to
+  delete.
 - no run of those cells at all, or once every attached run is done: the kernel
   closes the comm.
 """
@@ -50,7 +58,7 @@ from typing import Any, Literal, Protocol
 from comm import create_comm
 from comm.base_comm import BaseComm
 
-from ..ui.untrusted import safe_outputs
+from ..ui.untrusted import safe_markdown, safe_outputs
 
 __all__ = [
     "COMM_TARGET",
@@ -63,7 +71,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 COMM_TARGET = "agentnb.cells"
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+"""3: markdown cells (a step's note, the report) besides code cells."""
 
 _SAVE_HINT = "Save the analysis with `%agents save PATH` or the Save button to get them as cells."
 NO_EXTENSION = (
@@ -114,6 +123,14 @@ def anchor_cell_id() -> str | None:
     metadata = parent.get("metadata") if isinstance(parent, dict) else None
     cell_id = metadata.get("cellId") if isinstance(metadata, dict) else None
     return cell_id if isinstance(cell_id, str) and cell_id else None
+
+
+def _uncounted(output: dict[str, Any]) -> dict[str, Any]:
+    """An output as an inserted cell shows it: an ``execute_result`` without the
+    managed kernel's execution count, which would read as one of the notebook's."""
+    if output.get("output_type") == "execute_result":
+        return {**output, "execution_count": None}
+    return output
 
 
 def _in_kernel() -> bool:
@@ -190,8 +207,9 @@ class _Page:
     def _received(self, msg: Mapping[str, Any]) -> None:
         data = msg["content"]["data"]
         key = data.get("key")
-        run_id = key.rpartition(":")[0] if isinstance(key, str) else ""
-        writer = self.writers.get(run_id)
+        writer = next(
+            (w for w in self.writers.values() if isinstance(key, str) and w.sent(key)), None
+        )
         if writer is None:
             log.warning("a notebook page wrote about a run it is not attached to: %r", data)
             return
@@ -279,6 +297,9 @@ class CellWriter:
             time a frontend inserted a step.
         display: returns the ``%%agents`` cell's display bundle (the widget's view),
             which a page that attaches shows in that cell if it lacks it.
+        chat: returns the static copy of the chat that the ended run left in its
+            cell (a ``display_data`` output), or None while the run goes on; a page
+            that puts the widget back keeps it beside the widget.
     """
 
     def __init__(
@@ -290,6 +311,7 @@ class CellWriter:
         ready_timeout: float = 5.0,
         on_inserted: Callable[[int, str], None] | None = None,
         display: Callable[[], Mapping[str, Any]] | None = None,
+        chat: Callable[[], Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.run_id = run_id
         self.anchor = anchor
@@ -301,6 +323,7 @@ class CellWriter:
         self._on_status = on_status
         self._on_inserted = on_inserted
         self._display = display
+        self._chat = chat
         self._steps: dict[str, int] = {}
         self._messages: dict[str, dict[str, Any]] = {}  # every step's insert, in order
         self._settled: set[str] = set()  # keys a frontend inserted, found or refused
@@ -350,9 +373,6 @@ class CellWriter:
         metadata: Mapping[str, Any],
     ) -> None:
         """Send one step as a code cell (kept until a frontend is there to take it)."""
-        if self._closed:
-            log.debug("step %s of a closed writer not inserted", step)
-            return
         key = f"{self.run_id}:{step}"
         cell = {
             "cell_type": "code",
@@ -360,10 +380,32 @@ class CellWriter:
             "source": code,
             # never trusted: model-written code made these outputs, and a trusted cell
             # (or a notebook signed on save) would run whatever script they carry
-            "outputs": safe_outputs(outputs),
+            "outputs": [_uncounted(output) for output in safe_outputs(outputs)],
             "metadata": {"agentnb": {**metadata, "key": key, "run_id": self.run_id, "step": step}},
         }
         self._steps[key] = step
+        self._send(key, cell)
+
+    def insert_markdown(self, *, key: str, source: str, metadata: Mapping[str, Any]) -> None:
+        """Send a markdown cell of the run (a step's note, the final report); ``key``
+        is its suffix after the run id (``"2:reason"``, ``"report"``). ``source`` is
+        model-written: it goes through :func:`~agentnb.ui.untrusted.safe_markdown`."""
+        key = f"{self.run_id}:{key}"
+        cell = {
+            "cell_type": "markdown",
+            "source": safe_markdown(source.strip()),
+            "metadata": {"agentnb": {**metadata, "key": key, "run_id": self.run_id}},
+        }
+        self._send(key, cell)
+
+    def sent(self, key: str) -> bool:
+        """Whether this writer sent (or keeps for a page) the cell of ``key``."""
+        return key in self._messages or key in self.inserted
+
+    def _send(self, key: str, cell: dict[str, Any]) -> None:
+        if self._closed:
+            log.debug("cell %s of a closed writer not inserted", key)
+            return
         message = {"action": "insert", "run_id": self.run_id, "key": key, "cell": cell}
         self._messages[key] = message
         if self.state == "active" and self._link is not None:
@@ -390,6 +432,7 @@ class CellWriter:
                 "run_id": self.run_id,
                 "anchor": self.anchor,
                 "display": self._display_bundle(),
+                "chat": self._chat_output(),
             }
         )
         for message in self._messages.values():
@@ -414,6 +457,7 @@ class CellWriter:
             "run_id": self.run_id,
             "anchor": self.anchor,
             "display": self._display_bundle(),
+            "chat": self._chat_output(),
         }
 
     def close(self) -> None:
@@ -448,6 +492,16 @@ class CellWriter:
         except Exception:
             log.exception("the display of the %%agents cell could not be made")
             return None
+
+    def _chat_output(self) -> Mapping[str, Any] | None:
+        if self._chat is None:
+            return None
+        try:
+            chat = self._chat()
+        except Exception:
+            log.exception("the static chat of the %%agents cell could not be made")
+            return None
+        return dict(chat) if chat is not None else None
 
     def _received(self, data: Mapping[str, Any], link: _Link) -> None:
         event = data.get("event")

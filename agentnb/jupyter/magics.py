@@ -16,8 +16,10 @@ background.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import shlex
+import threading
 from typing import Any
 
 from ..errors import AgentnbError
@@ -115,7 +117,8 @@ async def _run(analysis: Analysis) -> None:
             "the analysis was stopped by the interrupt; its managed kernel was interrupted too "
             "(its state is kept: a next %%agents cell continues from here)"
         ) from None
-    failure = analysis.failure()
+    # the widget says why at length; where a frontend shows it, the cell's error is brief
+    failure = analysis.failure(brief=bool(analysis.view.widget._view_count))
     if failure is not None:
         raise AgentsError(failure)
 
@@ -211,6 +214,34 @@ def load_ipython_extension(shell: Any) -> None:
     register_target()  # a reopened notebook page attaches to the run going on
     if config.prewarm:
         _session.prewarm()
+        warm_up()
+
+
+WARM_MODULES = ("ipywidgets", "agentnb.ui.widget", "openai", "agentnb.models.openai_compat")
+"""What the first ``%%agents`` cell needs beyond ``%load_ext``: the widget and the
+model client (about a second on a fresh kernel)."""
+
+warmed = threading.Event()
+"""Set once :func:`warm_up` has imported :data:`WARM_MODULES`."""
+
+
+def warm_up() -> None:
+    """Import what the first ``%%agents`` cell needs in a background thread, while the
+    user writes the cell, so that its widget shows at once. A cell that needs them
+    sooner waits for the import in progress, as any import does."""
+    if warmed.is_set():
+        return
+
+    def imports() -> None:
+        try:
+            for name in WARM_MODULES:
+                importlib.import_module(name)
+        except Exception:  # the cell imports them again and says what is wrong
+            log.debug("agentnb: warming up the imports failed", exc_info=True)
+        finally:
+            warmed.set()
+
+    threading.Thread(target=imports, name="agentnb-warm-up", daemon=True).start()
 
 
 def unload_ipython_extension(shell: Any) -> None:

@@ -8,9 +8,11 @@ The cells, in order:
 2. the data: a note on each name, then the code that loaded the files (step 0,
    with its real outputs), then code that recreates data pushed from the user's
    session, when the caller said how (``data_sources``);
-3. for each step that ran and succeeded: the author's rationale (markdown), the
-   code that ran with its real outputs from the managed kernel, and the
-   reviewers' approving comments as a short quoted note;
+3. for each step that ran and succeeded: a markdown note (:func:`step_note`: the
+   author's rationale, whether the user edited the code, the reviewers' approving
+   comments as a short quote), then the code that ran with its real outputs from
+   the managed kernel. The cells an ``%%agents`` cell inserts into the live
+   notebook have the same two per step, and the report below them;
 4. for each step that failed (error, timeout, dead kernel, interrupt): one
    markdown line where it happened, with the error's name and value and no
    traceback; it is not a code cell, so "Restart & Run All" does not stop on it;
@@ -46,7 +48,8 @@ Decisions worth knowing:
   something was removed), no cell is marked trusted and the notebook is not signed,
   so nothing in it runs in a browser when it is opened.
 - Every code cell carries its provenance in ``metadata["agentnb"]`` (run id, step,
-  author, edited); the notebook's ``metadata["agentnb"]`` holds the agentnb
+  author, edited), and so do a step's note and the report (run id, step, ``kind``:
+  ``reason`` or ``report``); the notebook's ``metadata["agentnb"]`` holds the agentnb
   version, run id, task, data names, models, tokens and cost per agent, and the
   stop reason.
 
@@ -86,7 +89,14 @@ from ..record import RunRecord, StepRecord, subject
 from ..ui.untrusted import safe_markdown, safe_outputs
 from .sources import relative_paths
 
-__all__ = ["build_notebook", "notebook_from_transcript", "save_notebook"]
+__all__ = [
+    "build_notebook",
+    "note_provenance",
+    "notebook_from_transcript",
+    "report_note",
+    "save_notebook",
+    "step_note",
+]
 
 _TITLE_LIMIT = 80
 _ERROR_VALUE_LIMIT = 300
@@ -119,14 +129,14 @@ class _Cells:
     def _id(self) -> str:
         return f"{self.prefix}-{len(self.cells) + 1}"
 
-    def markdown(self, source: str) -> None:
+    def markdown(self, source: str, provenance: dict[str, Any] | None = None) -> None:
         # the task, rationales, reviews and reports are model or user text, and a
         # notebook the user signs renders a markdown cell's raw HTML
         self.cells.append(
             {
                 "cell_type": "markdown",
                 "id": self._id(),
-                "metadata": {},
+                "metadata": {"agentnb": provenance} if provenance else {},
                 "source": safe_markdown(source.strip()),
             }
         )
@@ -369,6 +379,14 @@ def _steps(cells: _Cells, run: RunRecord) -> None:
 
 
 def _good_step(cells: _Cells, run: RunRecord, step: StepRecord, execution: Execution) -> None:
+    cells.markdown(step_note(step), note_provenance(run, step.number))
+    cells.code(execution.code, execution.outputs, run.provenance(step.number))
+
+
+def step_note(step: StepRecord) -> str:
+    """The markdown above a step's code, in the saved notebook and in the live one:
+    its number, why its author proposed it, whether the user edited the code, and
+    the reviewers who approved it, with their words."""
     lines = [f"## {subject(step.number).capitalize()}"]
     rationale = step.why.strip()
     if rationale:
@@ -378,18 +396,38 @@ def _good_step(cells: _Cells, run: RunRecord, step: StepRecord, execution: Execu
             "",
             "*The user edited this code before it ran; the cell holds the code that ran.*",
         ]
-    cells.markdown("\n".join(lines))
-    cells.code(execution.code, execution.outputs, run.provenance(step.number))
-    if step.approvals:
-        notes = []
-        for review in step.approvals:
-            words = review.text.strip()
-            notes.append(
-                f"**{review.sender}** approved: {words}"
-                if words
-                else f"**{review.sender}** approved."
-            )
-        cells.markdown(_quote("\n\n".join(notes)))
+    notes = []
+    for review in step.approvals:
+        words = review.text.strip()
+        notes.append(
+            f"**{review.sender}** approved: {words}" if words else f"**{review.sender}** approved."
+        )
+    if notes:
+        lines += ["", _quote("\n\n".join(notes))]
+    return "\n".join(lines)
+
+
+def report_note(run: RunRecord) -> str | None:
+    """The final report as a markdown cell, after the steps (the saved notebook's and
+    the live one's); marked as not approved unless the run ended with it approved.
+    None when no report was proposed."""
+    report = run.final_report
+    if report is None or not report.strip():
+        return None
+    if run.outcome == "approved":
+        return "## Final report\n\n" + report.strip()
+    return (
+        "## Final report (not approved)\n\n"
+        "*The reviewers or the user did not approve this report.*\n\n" + report.strip()
+    )
+
+
+def note_provenance(run: RunRecord, step: int | None) -> dict[str, Any]:
+    """``metadata["agentnb"]`` of a markdown cell of a run: a step's note (``kind``
+    ``reason``) or the final report (``kind`` ``report``, no step)."""
+    if step is None:
+        return {"run_id": run.run_id, "kind": "report"}
+    return {"run_id": run.run_id, "step": step, "kind": "reason"}
 
 
 def _failed_step(
@@ -433,21 +471,14 @@ def _failure(execution: Execution) -> str:
 
 def _ending(cells: _Cells, run: RunRecord) -> None:
     finished = run.finished
-    approved = run.outcome == "approved"
-    report = run.final_report
-    if report is not None and report.strip():
-        if approved:
-            cells.markdown("## Final report\n\n" + report.strip())
-        else:
-            cells.markdown(
-                "## Final report (not approved)\n\n"
-                "*The reviewers or the user did not approve this report.*\n\n" + report.strip()
-            )
+    report = report_note(run)
+    if report is not None:
+        cells.markdown(report, note_provenance(run, None))
     if finished is None:
         if run.started is not None:
             cells.markdown("---\n\n*The run had not finished when this notebook was built.*")
         return
-    if not approved:
+    if run.outcome != "approved":
         cells.markdown(_stopped(finished.reason))
 
 

@@ -25,6 +25,7 @@ import asyncio
 import difflib
 import json
 import logging
+import os
 import re
 import shlex
 from collections.abc import Mapping
@@ -125,6 +126,36 @@ def summarise(result: RunResult, limit: int = 1_200) -> str:
     else:
         lines.append(f"No answer: {result.stop_reason.message}")
     return "\n".join(lines)
+
+
+def default_save_name(task: str) -> str:
+    """Where Save writes when no path is given: beside the notebook the kernel runs
+    for, named after it (``sales.ipynb`` → ``sales-analysis.ipynb``), else after the
+    task's first words (``agentnb-which-region-grew.ipynb``)."""
+    notebook = os.environ.get("JPY_SESSION_NAME", "")
+    stem = Path(notebook).stem if notebook.endswith(".ipynb") else ""
+    if stem and not stem.endswith("-analysis"):
+        return f"{stem}-analysis.ipynb"
+    words = re.findall(r"\w+", task.lower())[:4]
+    slug = "-".join(words)[:32].strip("-") or "analysis"
+    return f"agentnb-{slug}.ipynb"
+
+
+def _ended(analysis: Analysis) -> None:
+    """The run ended, however it did: the cell keeps a static copy of the chat, which
+    shows where the widget cannot (its kernel gone, another viewer), and its widget's
+    display is updated with the outcome."""
+    from IPython.display import display
+
+    try:
+        analysis.chat = analysis.static_output()
+        if analysis.display is not None:
+            analysis.display.update(analysis.bundle(), raw=True)
+        display(  # type: ignore[no-untyped-call]
+            analysis.chat["data"], raw=True, metadata=analysis.chat["metadata"]
+        )
+    except Exception:  # a display bug must not hide how the run ended
+        log.exception("the static copy of the chat could not be shown")
 
 
 class Session:
@@ -370,14 +401,17 @@ class Session:
         except AgentnbError as exc:
             analysis.error = str(exc)
             analysis.view.close(analysis.error)
+            _ended(analysis)
             return None
         except asyncio.CancelledError:
             analysis.view.close("cancelled")
+            _ended(analysis)
             raise
         except Exception as exc:  # an agentnb bug: the widget says so, the kernel lives on
             log.exception("the analysis failed")
             analysis.error = f"agentnb failed: {type(exc).__name__}: {exc}"
             analysis.view.close(analysis.error)
+            _ended(analysis)
             return None
         if analysis.out is not None:
             try:
@@ -386,8 +420,7 @@ class Session:
                 analysis.view.notify("error", f"could not save {analysis.out}: {exc}")
             else:
                 analysis.view.notify("info", f"analysis notebook saved: {path}")
-        if analysis.display is not None:
-            analysis.display.update(analysis.bundle(), raw=True)
+        _ended(analysis)
         writer = analysis.writer
         if writer is not None:
             await writer.ready()  # settles 'unavailable' (and tells the user) if it was
@@ -442,12 +475,7 @@ class Session:
         if path is None:
             path = next((a.out for a in reversed(done) if a.out is not None), None)
         if path is None:
-            words = re.findall(r"\w+", done[0].task.lower())
-            slug = "-".join(words)
-            while len(slug) > 40 and "-" in slug:  # whole words only
-                slug = slug.rsplit("-", 1)[0]
-            slug = slug[:40] or "analysis"
-            path = f"agentnb-{slug}.ipynb"
+            path = default_save_name(done[0].task)
         target = _check_out(path, what="%agents save")
         sources: dict[str, str] = {}
         known: set[str] = set()

@@ -18,6 +18,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,32 +71,44 @@ class Analysis:
     """Why the run could not start or crashed, if it did."""
     display: Any = None
     """The cell's display handle, updated with the outcome when the run ends."""
+    chat: dict[str, Any] | None = None
+    """The static copy of the chat the cell got when the run ended (a display_data
+    output, see :meth:`static_output`)."""
     started: float = field(default_factory=time.monotonic)
 
     @property
     def running(self) -> bool:
         return self.handle is not None and not self.handle.done()
 
-    def failure(self) -> str | None:
+    def failure(self, *, brief: bool = False) -> str | None:
         """Why the analysis failed, when a part of it did (the model, the managed
         kernel, the data, agentnb): the cell then fails, so that Run All stops there.
-        None when it ended any other way (a limit, a guard, the user's stop)."""
+        None when it ended any other way (a limit, a guard, the user's stop).
+
+        ``brief``: for a cell whose widget shows the whole message (and what to do),
+        a line that points there instead of saying it a third time."""
         if self.headless is not None:
             return self.headless
-        if self.error is not None:
-            return self.error
+        why = self.error
         result = self.result
-        if result is None or result.stop_reason.outcome != "failed":
+        if why is None and (result is None or result.stop_reason.outcome != "failed"):
             return None
         kept = ""
-        if result.transcript_path is not None:
-            kept = f"; what ran is kept (%agents save PATH; transcript {result.transcript_path})"
-        return f"{result.stop_reason.message}{kept}"
+        kind = "agentnb"
+        if why is None and result is not None:
+            why, kind = result.stop_reason.message, result.stop_reason.kind
+            if result.transcript_path is not None:
+                kept = f"; what ran is kept (%agents save PATH; transcript {result.transcript_path})"
+        if brief:
+            return f"the analysis above failed ({kind}): its last line says why and what to do"
+        return f"{why}{kept}"
 
     def bundle(self) -> dict[str, Any]:
         """The cell's display: the live widget, and for anything that cannot show
-        widgets (papermill reports, GitHub, nbviewer) the task, how it ended and the
-        final report as markdown and text."""
+        widgets (papermill reports, GitHub, nbviewer) the task, how it is going and
+        the report so far as markdown and text. Once the run has ended and the cell
+        has its static chat (:meth:`static_output`), the chat is there and this is
+        only the widget with a line of text."""
         bundle: dict[str, Any] = dict(self.view.widget._repr_mimebundle_())
         finished = self.record.finished
         title = self.task.strip().splitlines()[0]
@@ -103,6 +116,14 @@ class Analysis:
             state = f"{self.record.phase} (open the notebook in Jupyter to follow it)"
         else:
             state = f"{finished.reason.kind}: {finished.reason.message}"
+        if self.chat is not None:
+            # the static chat beside it says it all; this line stands in for the widget
+            # where it cannot show, and the agentnb-cells extension hides it there
+            line = f"agentnb: {title} ({self.record.phase})"
+            bundle["text/plain"] = line
+            bundle["text/html"] = f'<div class="agentnb-fallback">{escape(line)}</div>'
+            bundle.pop("text/markdown", None)
+            return bundle
         report = finished.final_report if finished is not None else None
         bundle["text/plain"] = "\n\n".join(
             part for part in (f"agentnb: {title}", state, report) if part
@@ -112,6 +133,25 @@ class Analysis:
             "\n\n".join(part for part in (f"**agentnb**: {title}", f"*{state}*", report) if part)
         )
         return bundle
+
+    def static_output(self) -> dict[str, Any]:
+        """The chat as it ended, as a ``display_data`` output that shows without the
+        widget (a kernel restarted or shut down, the notebook opened in another
+        Jupyter, nbviewer, VS Code): sanitised HTML (:mod:`agentnb.ui.static`), and
+        text for what shows no HTML. ``metadata.agentnb.view`` says what it is."""
+        record = self.record
+        title = self.task.strip().splitlines()[0]
+        reason = record.reason
+        state = f"{reason.kind}: {reason.message}" if reason is not None else record.phase
+        if reason is None and record.abandoned:
+            state = f"failed: {record.abandoned}"
+        report = record.final_report
+        text = "\n\n".join(part for part in (f"agentnb: {title}", state, report) if part)
+        return {
+            "output_type": "display_data",
+            "data": {"text/html": self.view.static_html(), "text/plain": text},
+            "metadata": {"agentnb": {"run_id": record.run_id, "view": "static"}},
+        }
 
     def status(self) -> list[str]:
         """Lines of ``%agents status`` about this analysis."""
@@ -138,10 +178,13 @@ class Analysis:
 def observe(analysis: Analysis, anchor: str | None) -> Callable[[Event], None]:
     """The run's ``on_event``: keep the event, fold it into the record, show it, and
     write each approved step below the ``%%agents`` cell ``anchor`` (None: this
-    frontend does not say which cell ran, so nothing is inserted)."""
+    frontend does not say which cell ran, so nothing is inserted): its note and its
+    code, and the final report after the steps (``--notes off``: the code only)."""
     from .cells import CellWriter
+    from .notebook import note_provenance, report_note, step_note
 
     view, record = analysis.view, analysis.record
+    notes = analysis.settings.options.notes
 
     def on_event(event: Event) -> None:
         analysis.events.append(event)
@@ -164,15 +207,28 @@ def observe(analysis: Analysis, anchor: str | None) -> Callable[[Event], None]:
                 on_inserted=view.step_inserted,
                 # a page opened after the tab was closed shows the live widget again
                 display=analysis.bundle,
+                chat=lambda: analysis.chat,
             )
             analysis.writer.open()
         elif isinstance(event, RunFinished) and analysis.writer is not None:
+            report = report_note(record) if notes else None
+            if report is not None:
+                analysis.writer.insert_markdown(
+                    key="report", source=report, metadata=note_provenance(record, None)
+                )
             analysis.writer.finish()
         elif isinstance(event, ExecutionFinished):
             execution = event.execution
             writer = analysis.writer
             # a resumed run's earlier steps are in the notebook already: never twice
             if event.step > 0 and execution.ok and not event.replayed and writer is not None:
+                step = record.steps[event.step]
+                if notes:
+                    writer.insert_markdown(
+                        key=f"{event.step}:reason",
+                        source=step_note(step),
+                        metadata=note_provenance(record, event.step),
+                    )
                 writer.insert(
                     step=event.step,
                     code=execution.code,

@@ -263,6 +263,7 @@ class OpenAIModel:
             key, source = _PLACEHOLDER_KEY, "placeholder"
         self._model = model
         self._base_url = url
+        self._url_given = bool(base_url)
         self._api_key = key
         self._key_source: KeySource = source
         self._vision = vision
@@ -595,11 +596,17 @@ class OpenAIModel:
                     retryable=True,
                 )
             if unreachable:
+                fix = (
+                    "Check the base URL given (--base-url)."
+                    if self._url_given
+                    else "Set OPENAI_BASE_URL or pass the model's base URL (--base-url) to"
+                    " point agentnb at it."
+                )
                 return _Failure(
                     f"cannot reach {url} ({detail})",
-                    f"Cannot reach {url} ({detail}). Is the server running? Set"
-                    " OPENAI_BASE_URL or pass the model's base URL to point agentnb at it.",
-                    retryable=True,
+                    f"Cannot reach {url} ({detail}). Is the server running? {fix}",
+                    # nothing listens on that port of this machine: a retry finds the same
+                    retryable=not (detail == "connection refused" and _is_local(url)),
                 )
             return _Failure(
                 f"the connection to {url} broke ({detail})",

@@ -1,5 +1,15 @@
 """The approval panel of the chat widget: the buttons of one request, on the card it
-is about, with the code editor and the feedback box they reveal."""
+is about, with the code editor and the feedback box they reveal.
+
+One action at a time: while the editor or the feedback box is open, the request's
+own Approve (or Accept) is disabled, so that a click meant for "Run edited" cannot
+run the unedited code. The run is stopped with the header's Stop, the one Stop
+of the widget.
+
+The editor is a stock ipywidgets ``Textarea`` sized to the code; in JupyterLab and
+Notebook 7 the agentnb-cells extension puts JupyterLab's code editor (CodeMirror:
+Python highlighting, Tab indents) over it, and the textarea keeps its value.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +25,7 @@ from ..record import subject
 from .card import Turn
 from .elements import button, html_part
 
-__all__ = ["ApprovalPanel", "Waiting"]
+__all__ = ["ApprovalPanel", "Waiting", "editor_rows"]
 
 
 class ApprovalPanel:
@@ -49,9 +59,9 @@ class ApprovalPanel:
             others = []
         reject = button("Reject", "agentnb-reject", tooltip="send it back with feedback")
         reject.on_click(lambda _: self._toggle("feedback"))
-        stop = button("Stop", "agentnb-stop-run", tooltip="end the run here")
-        stop.on_click(lambda _: self.choose(Decision.stop()))
-        self.buttons = [first, *others, reject, stop]
+        self.first = first
+        self._first_tooltip = first.tooltip
+        self.buttons = [first, *others, reject]
         self.row = widgets.HBox(self.buttons)
         self.row.add_class("agentnb-buttons")
         self.box = widgets.VBox([self.prompt, self.row])
@@ -76,6 +86,15 @@ class ApprovalPanel:
         if self.open is not None:
             children.append(self._drawer(self.open)[0])
         self.box.children = tuple(children)
+        # the drawer's own button is the action now; Approve comes back with Cancel
+        self.first.disabled = self.open is not None
+        self.first.tooltip = (
+            "close the editor first (Cancel) to run the code as proposed"
+            if self.open == "editor"
+            else "close the feedback box first (Cancel)"
+            if self.open is not None
+            else self._first_tooltip
+        )
 
     def _drawer(self, name: str) -> tuple[Any, Any]:
         if name not in self.drawers:
@@ -84,8 +103,7 @@ class ApprovalPanel:
 
     def _editor(self) -> tuple[Any, Any]:
         code = self.request.code
-        rows = min(max(code.count("\n") + 2, 4), 30)
-        area = widgets.Textarea(value=code, rows=rows)
+        area = widgets.Textarea(value=code, rows=editor_rows(code))
         area.add_class("agentnb-edit-code")
         run = button("Run edited", "agentnb-run-edited", "primary", "run your version")
         run.on_click(lambda _: self._run_edited(area))
@@ -118,6 +136,11 @@ class ApprovalPanel:
             area.placeholder = "The code is empty: write the step to run, or use Reject."
             return
         self.choose(Decision.edit(code))
+
+
+def editor_rows(code: str) -> int:
+    """Rows of the plain editor: the code's lines and one to grow into (up to 40)."""
+    return min(code.rstrip("\n").count("\n") + 2, 40)
 
 
 @dataclass

@@ -87,6 +87,10 @@ class Turn:
         """The card shows the user's decision on it."""
         self.ran = False
         """The card shows the finished run of its code."""
+        self.fold_row: Any = None
+        """The one line a folded card shows (see :meth:`fold`), and whether it is open."""
+        self.expanded = False
+        self._live: list[str] = []
 
     @property
     def card(self) -> Turn:
@@ -155,10 +159,55 @@ class Turn:
 
     # --- a card's parts ----------------------------------------------------------------
 
+    _PARTS = ("approval", "live", "execution", "foot")
+    """A card's parts below its main text and reviews, in the order they show."""
+
     def _layout(self) -> None:
         order = [self.main, *(r.main for r in self.reviews)]
-        order += [self.parts[n] for n in ("approval", "execution", "foot") if n in self.parts]
+        order += [self.parts[n] for n in self._PARTS if n in self.parts]
+        if self.fold_row is not None:
+            order.insert(0, self.fold_row)
         self.box.children = tuple(order)
+
+    @property
+    def folded(self) -> bool:
+        return self.fold_row is not None
+
+    def fold(self, line: str, toggle: Any) -> None:
+        """Show the card as one line (``line``, HTML) and ``toggle`` (a button whose
+        clicks call :meth:`expand`). The rest stays in the card, hidden by the
+        stylesheet (``agentnb-folded``) until it is expanded."""
+        if self.fold_row is None:
+            self.fold_row = widgets.HBox([html_part(line, "agentnb-fold-line"), toggle])
+            self.fold_row.add_class("agentnb-fold")
+            self.box.add_class("agentnb-folded")
+            self._layout()
+        else:
+            self.fold_row.children[0].value = line
+
+    def expand(self, expanded: bool) -> None:
+        """Open (or close again) a folded card."""
+        self.expanded = expanded
+        if expanded:
+            self.box.add_class("agentnb-expanded")
+        else:
+            self.box.remove_class("agentnb-expanded")
+
+    # --- output while the step runs ------------------------------------------------
+
+    def append_live(self, html: str) -> None:
+        """Output of the step running on this card, shown as it comes: ``html`` (safe
+        HTML, from :func:`~agentnb.ui.render.output_html`) is added after what is
+        there, in the card's ``live`` part, between the decision and the finished
+        run. The finished run (the ``execution`` part) replaces it: the view calls
+        :meth:`clear_live` then. Nothing streams into it yet: it is the place for the
+        managed kernel's output while a step runs."""
+        self._live.append(html)
+        self.show_html("live", "".join(self._live), "agentnb-running-output")
+
+    def clear_live(self) -> None:
+        self._live.clear()
+        self.set_part("live", None)
 
     def add_review(self, review: Turn) -> None:
         self.reviews.append(review)

@@ -4,7 +4,9 @@ for how long, tokens and cost per agent, and the Save and Stop buttons."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from html import escape
+from pathlib import Path
 from typing import Any, Literal
 
 import ipywidgets as widgets
@@ -96,8 +98,9 @@ class Header:
             self.title.tooltip = record.kernel.isolation
         self.title.value = title_html(self.task, facts)
 
-    def show_usage(self) -> None:
-        self.usage.value = usage_html(self.record.usage, self.record.costs)
+    def show_usage(self, replying: Sequence[str] = ()) -> None:
+        """Tokens and cost per agent; ``replying``: the agents whose reply is coming."""
+        self.usage.value = usage_html(self.record.usage, self.record.costs, replying)
 
     # --- the clock ----------------------------------------------------------------------
 
@@ -124,6 +127,7 @@ class Header:
             self._ticker.cancel()
             self._ticker = None
         self.stop.disabled = True
+        self.stop.layout.display = "none"
 
     @property
     def ended(self) -> bool:
@@ -134,10 +138,24 @@ class Header:
     def offer_save(self, offered: bool) -> None:
         self.save.layout.display = None if offered else "none"
 
+    def saved(self, path: str | Path) -> None:
+        """Say, under the header, where Save wrote the analysis notebook."""
+        where = Path(path)
+        value = (
+            '<div class="agentnb-note-line agentnb-note-saved">'
+            '<span class="agentnb-line-mark">✓</span>'
+            f'<span>Saved the analysis as <b title="{escape(str(where))}">'
+            f"{escape(where.name)}</b>, a notebook that runs again from top to bottom.</span>"
+            "</div>"
+        )
+        self._set_note(value)
+
     def note(self, level: Literal["info", "error"], text: str) -> None:
         """One line under the header (what Save did), replacing the previous one."""
         css = "agentnb-note-line agentnb-note-error" if level == "error" else "agentnb-note-line"
-        value = f'<div class="{css}">{notice_html(level, text)}</div>'
+        self._set_note(f'<div class="{css}">{notice_html(level, text)}</div>')
+
+    def _set_note(self, value: str) -> None:
         if self._note is None:
             self._note = html_part(value, "agentnb-note")
             self.box.children = (*self.box.children, self._note)

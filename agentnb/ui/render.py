@@ -49,11 +49,14 @@ __all__ = [
     "decision_html",
     "end_html",
     "execution_html",
+    "first_sentence",
+    "fold_html",
     "format_cost",
     "format_duration",
     "format_tokens",
     "head_html",
     "inserted_html",
+    "jump_html",
     "markdown_html",
     "model_meta",
     "notice_html",
@@ -549,6 +552,54 @@ def inserted_html(cell_id: str) -> str:
     )
 
 
+_CELL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def jump_html(cell_id: str, words: str) -> str:
+    """``words`` that, clicked in JupyterLab or Notebook 7, select the notebook's cell
+    ``cell_id`` and scroll to it (the agentnb-cells extension listens for
+    ``agentnb-jump``; the cell id rides in a class, which sanitisers keep)."""
+    if not _CELL_ID.fullmatch(cell_id):
+        return escape(words)
+    return (
+        f'<span class="agentnb-jump agentnb-to-{cell_id}" role="link" '
+        f'title="go to the cell">{escape(words)}</span>'
+    )
+
+
+def fold_html(
+    number: int,
+    author: str | None,
+    execution: Execution | None,
+    *,
+    edited: bool,
+    cell_id: str,
+    why: str = "",
+) -> str:
+    """The one line a step's card folds to once its code is a cell of the notebook:
+    the step, its author, how it ran, whether the user edited it, the first words of
+    why, and a link to the cell."""
+    status = execution.status if execution is not None else "ok"
+    parts = [
+        f'<span class="agentnb-badge agentnb-badge-{escape(status)}">{escape(status)}</span>',
+        f'<span class="agentnb-run-what">{escape(subject(number))}</span>',
+    ]
+    if author:
+        parts.append(f'<span class="agentnb-agent">{escape(author)}</span>')
+    if execution is not None:
+        parts.append(f'<span class="agentnb-meta">{format_duration(execution.duration)}</span>')
+    if edited:
+        parts.append('<span class="agentnb-fold-edited">edited by you</span>')
+    summary = " ".join(why.split())
+    if summary:
+        short = summary if len(summary) <= 90 else summary[:89].rstrip() + "…"
+        parts.append(
+            f'<span class="agentnb-fold-why" title="{escape(summary)}">{escape(short)}</span>'
+        )
+    parts.append(f'<span class="agentnb-fold-cell">{jump_html(cell_id, "↓ its cell")}</span>')
+    return f'<div class="agentnb-fold-text">{"".join(parts)}</div>'
+
+
 def _line(css: str, mark: str, html: str) -> str:
     return (
         f'<div class="agentnb-line {css}"><span class="agentnb-line-mark">{mark}</span>'
@@ -607,9 +658,23 @@ def title_html(task: str, facts: Sequence[str] = ()) -> str:
     )
 
 
+def first_sentence(text: str, limit: int = 160) -> str:
+    """The first sentence of ``text`` (what failed, without the advice after it),
+    at most ``limit`` characters."""
+    text = " ".join(text.split())
+    match = re.match(r"(.+?[.!?])(?:\s|$)", text)
+    first = match.group(1) if match else text
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
+
 def status_html(words: str, state: State, elapsed: float, reason: str = "") -> str:
-    """The phase in words, a coloured dot, the elapsed time and, once ended, why."""
-    extra = f'<span class="agentnb-reason">{escape(reason)}</span>' if reason else ""
+    """The phase in words, a coloured dot, the elapsed time and, once ended, why (its
+    first sentence: the end of the conversation has the rest)."""
+    extra = ""
+    if reason:
+        short = first_sentence(reason)
+        extra = f'<span class="agentnb-reason" title="{escape(reason)}">{escape(short)}</span>'
+
     return (
         f'<div class="agentnb-status agentnb-state-{state}"><span class="agentnb-dot"></span>'
         f'<span class="agentnb-phase-words">{escape(words)}</span>'
@@ -617,9 +682,22 @@ def status_html(words: str, state: State, elapsed: float, reason: str = "") -> s
     )
 
 
-def usage_html(usage: Mapping[str, Usage], costs: Mapping[str, float | None]) -> str:
-    """Tokens (prompt + completion) and cost per agent, and their total."""
+def usage_html(
+    usage: Mapping[str, Usage],
+    costs: Mapping[str, float | None],
+    replying: Sequence[str] = (),
+) -> str:
+    """Tokens (prompt + completion) and cost per agent, and their total; ``replying``:
+    the agents whose reply is coming in now (counted once it has come)."""
+    waiting = [
+        f'<span class="{" ".join(("agentnb-usage-item agentnb-usage-live", *agent_classes(a)))}">'
+        f'<span class="agentnb-usage-agent">{escape(a)}</span> replying…</span>'
+        for a in replying
+        if a not in usage
+    ]
     if not usage:
+        if waiting:
+            return f'<div class="agentnb-usage-line">{"".join(waiting)}</div>'
         return '<div class="agentnb-usage-line">no model calls yet</div>'
     items = []
     for agent, used in usage.items():
@@ -643,4 +721,4 @@ def usage_html(usage: Mapping[str, Usage], costs: Mapping[str, float | None]) ->
             f"{format_tokens(total.total_tokens, total.estimated)} · "
             f"{format_cost(cost_total, total.estimated)}</span>"
         )
-    return f'<div class="agentnb-usage-line">{"".join(items)}</div>'
+    return f'<div class="agentnb-usage-line">{"".join(waiting + items)}</div>'

@@ -15,7 +15,11 @@ Layout: a header (:mod:`~agentnb.ui.header`: the task, the phase, elapsed time,
 tokens and cost per agent, Save and Stop), then one card per turn in order
 (:mod:`~agentnb.ui.card`). A step's card gathers its whole life: the proposal, the
 reviews of it, the approval panel (:mod:`~agentnb.ui.approval`), the decision, and
-the results of running it.
+the results of running it. Once the step is a cell of the notebook, its card folds
+to one line that jumps to that cell (the cell shows the code and its outputs).
+
+When the run has ended, :meth:`ChatView.static_html` is the chat as static HTML
+(:mod:`~agentnb.ui.static`), which the cell keeps for when the widget is gone.
 """
 
 from __future__ import annotations
@@ -55,15 +59,15 @@ from ..errors import AgentnbError
 from ..record import RunRecord, StepRecord, subject
 from .approval import ApprovalPanel, Waiting
 from .card import Turn
-from .elements import html_part
+from .elements import button, html_part
 from .header import Header
 from .render import (
     State,
     decision_html,
     end_html,
     execution_html,
+    fold_html,
     format_duration,
-    inserted_html,
     markdown_html,
     model_meta,
     notice_html,
@@ -73,6 +77,7 @@ from .render import (
     stylesheet,
     summary_html,
 )
+from .static import live_class, static_html, twin_rule
 
 __all__ = ["ChatView"]
 
@@ -135,9 +140,13 @@ class ChatView:
         )
         self._list = widgets.VBox([])
         self._list.add_class("agentnb-list")
-        style = html_part(f"<style>{stylesheet()}</style>", "agentnb-style")
-        self.widget: widgets.VBox = widgets.VBox([style, self.header.box, self._list])
+        self._style = html_part(f"<style>{stylesheet()}</style>", "agentnb-style")
+        self.widget: widgets.VBox = widgets.VBox([self._style, self.header.box, self._list])
         self.widget.add_class("agentnb")
+        # the live view, as opposed to its static copy (see static_html)
+        self.widget.add_class("agentnb-live")
+        self._retry: tuple[str, Any] | None = None
+        """The last line about a model call being retried, updated by the next retry."""
 
     def _append(self, widget: Any) -> None:
         self._list.children = (*self._list.children, widget)
@@ -195,7 +204,10 @@ class ChatView:
                 turn = self._open.get(event.agent)
                 if turn is not None:
                     turn.stream(event.text)
-            case RunStarted() | KernelReady():
+            case RunStarted():
+                self._started(event.run_id)
+                self.header.show_facts()
+            case KernelReady():
                 self.header.show_facts()
             case AgentThinking():
                 self._on_thinking(event)
@@ -222,6 +234,14 @@ class ChatView:
                 self._on_finished(event.reason)
             case _:
                 assert_never(event)
+
+    def _started(self, run_id: str) -> None:
+        """The run has its id: the widget hides its run's static copy while it shows."""
+        self.widget.add_class(live_class(run_id))
+        self._style.value = f"<style>{stylesheet()}\n{twin_rule(run_id)}</style>"
+
+    def _replying(self) -> list[str]:
+        return [agent for agent, turn in self._open.items() if turn.streaming]
 
     def _on_thinking(self, event: AgentThinking) -> None:
         previous = self._open.pop(event.agent, None)
@@ -252,10 +272,13 @@ class ChatView:
             turn = self._new_card(event.agent, action, phase=event.phase)
         self._open[event.agent] = turn
         self._set_phase(self.record.phase)
+        self.header.show_usage(self._replying())
 
     def _on_model_called(self, event: ModelCalled) -> None:
-        self.header.show_usage()
         turn = self._open.get(event.agent)
+        if turn is not None:
+            turn.stop_streaming()
+        self.header.show_usage(self._replying())
         if turn is None:
             return
         # the reply's whole text is the authority (a retried call may have streamed twice)
@@ -381,6 +404,7 @@ class ChatView:
 
     def _show_execution(self, card: Turn, step: StepRecord) -> None:
         card.ran = True
+        card.clear_live()
         card.show_html("execution", _execution(step), "agentnb-execution")
 
     def _data_loaded(self) -> None:
@@ -410,8 +434,19 @@ class ChatView:
         said = next((f.text for f in reversed(self.record.feedback) if f.sender != "user"), None)
         if event.text == said:
             return  # already on the card, as agentnb's feedback
-        turn = self._open.get(event.agent) if event.agent else None
         line = notice_html(event.level, event.text)
+        retried, _, _ = event.text.partition("; retrying in ")
+        if retried != event.text:
+            # "...; retrying in 2.0 s (retry 2 of 4)": one line per failure, updated
+            if self._retry is not None and self._retry[0] == retried:
+                self._retry[1].value = line
+                return
+            part = html_part(line, "agentnb-retry")
+            self._retry = (retried, part)
+            self._append(part)
+            return
+        self._retry = None
+        turn = self._open.get(event.agent) if event.agent else None
         if turn is not None:
             turn.card.add_foot(line)
         else:
@@ -423,6 +458,10 @@ class ChatView:
         self._open.clear()
         self._drop_panel()
         self.header.show_usage()
+        if self._retry is not None and not reason.ok:
+            # the end line says why the run failed: the retries of it go
+            self._list.children = tuple(c for c in self._list.children if c is not self._retry[1])
+            self._retry = None
         self.header.stop_clock()
         state = _STATES[reason.outcome]
         self._set_phase(self.record.phase, state)
@@ -513,9 +552,9 @@ class ChatView:
         try:
             path = self._on_save()
         except AgentnbError as exc:
-            self.header.note("error", f"not saved: {exc}")
+            self.header.note("error", f"Not saved: {exc}")
             return
-        self.header.note("info", f"saved to {path}")
+        self.header.saved(path)
 
     # --- for the magic -------------------------------------------------------------------
 
@@ -524,10 +563,35 @@ class ChatView:
         self._append(html_part(notice_html(level, text)))
 
     def step_inserted(self, step: int, cell_id: str) -> None:
-        """Mark a step's card: its code is now a cell of the notebook."""
+        """A step's code is now a cell of the notebook: its finished card folds to one
+        line that jumps to the cell (the cell shows the code and its outputs)."""
         card = self._ran.get(step)
-        if card is not None:
-            card.add_foot(inserted_html(cell_id))
+        record = self.record.steps.get(step)
+        if card is None or record is None or card.box is None:
+            return
+        line = fold_html(
+            step,
+            record.author,
+            record.execution,
+            edited=record.edited,
+            cell_id=cell_id,
+            why=record.why,
+        )
+        if card.folded:
+            card.fold(line, None)
+            return
+        toggle = button("show", "agentnb-fold-toggle", tooltip="show this step here")
+
+        def toggled(_button: Any) -> None:
+            card.expand(not card.expanded)
+            toggle.description = "hide" if card.expanded else "show"
+
+        toggle.on_click(toggled)
+        card.fold(line, toggle)
+
+    def static_html(self) -> str:
+        """The chat as it shows now, as static HTML (see :mod:`~agentnb.ui.static`)."""
+        return static_html(self.widget, self.record.run_id)
 
     def close(self, reason: str = "") -> None:
         """End the view of a run that ended without its last event (e.g. the magic

@@ -60,6 +60,39 @@ USER_SETTINGS = {
 }
 
 
+def agentnb_extension() -> Path | None:
+    """The agentnb-cells extension as built from the source tree of the ``agentnb`` under test.
+
+    The agentnb that a test's kernels import (``PYTHONPATH`` first, else the installed one) is
+    the one whose extension the page must load: a worktree's build, not the copy ``pip
+    install`` put into ``sys.prefix`` from another checkout. Its build is
+    ``agentnb/labextension`` beside the package (``pip install -e .`` and ``npm run build`` in
+    ``widgets/`` write it there). None for an agentnb installed from a wheel, with no
+    ``widgets/`` beside it: the installed extension is its own.
+
+    Raises:
+        RuntimeError: a source tree whose extension is not built, or older than its sources.
+    """
+    import agentnb
+
+    package = Path(agentnb.__file__).resolve().parent
+    widgets = package.parent / "widgets"
+    if not (widgets / "src").is_dir():
+        return None
+    built = package / "labextension"
+    marker = built / "package.json"
+    how = f"build it: cd {widgets} && npm ci && npm run build (or pip install -e .)"
+    if not marker.is_file():
+        raise RuntimeError(f"the agentnb-cells extension of {package} is not built; {how}")
+    # its sources, and the chat's stylesheet, which it carries for the static chat
+    sources = [widgets / "package.json", package / "ui" / "style.css"]
+    sources += [p for d in ("src", "style") for p in (widgets / d).rglob("*") if p.is_file()]
+    stale = [p for p in sources if p.stat().st_mtime > marker.stat().st_mtime]
+    if stale:
+        raise RuntimeError(f"the agentnb-cells extension in {built} predates {stale[0]}; {how}")
+    return built
+
+
 def tail(text: str, limit: int = 6000) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
@@ -68,9 +101,10 @@ class JupyterServer:
     """``jupyter lab`` or ``jupyter notebook`` on 127.0.0.1, with a random token.
 
     Everything the server reads or writes lives under ``base``: root dir (``root``), config,
-    data (a ``python3`` kernelspec that runs this interpreter), runtime, lab user settings and
+    data (a ``python3`` kernelspec that runs this interpreter, and agentnb's extension as built
+    from the checkout under test, see :func:`agentnb_extension`), runtime, lab user settings and
     workspaces, IPython profile, and the log. The data path still ends in ``sys.prefix``'s
-    ``share/jupyter``, so installed labextensions (widgets, agentnb's own) are found.
+    ``share/jupyter``, so the other installed labextensions (ipywidgets') are found.
     """
 
     def __init__(self, frontend: str, base: Path) -> None:
@@ -130,6 +164,13 @@ class JupyterServer:
             "metadata": {"debugger": True},
         }
         (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+        # Jupyter takes the first copy of an extension it finds, and our data dir comes first
+        built = agentnb_extension()
+        if built is not None:
+            installed = Path(env["JUPYTER_DATA_DIR"]) / "labextensions" / "agentnb-cells"
+            installed.parent.mkdir(parents=True, exist_ok=True)
+            if not installed.exists():
+                installed.symlink_to(built, target_is_directory=True)
         for relative, values in USER_SETTINGS.items():
             path = Path(env["JUPYTERLAB_SETTINGS_DIR"]) / relative
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -372,7 +413,8 @@ _STATE_JS = """() => {
               execution_count: count === undefined ? null : count,
               prompt: prompt ? prompt.textContent.trim() : '',
               source: cell.model.sharedModel.getSource(),
-              output_text: outputs ? outputs.textContent : ''};
+              output_text: outputs ? outputs.textContent : '',
+              output_shown: outputs ? outputs.innerText : ''};
     });
     state.modelCells = widget.content && widget.content.model
       ? widget.content.model.cells.length : null;
@@ -515,8 +557,12 @@ class Notebook:
         return list(self.page.evaluate(_CELLS_JS))
 
     def output_text(self, index: int) -> str:
-        """The rendered text of a cell's outputs."""
+        """The rendered text of a cell's outputs (hidden ones too)."""
         return str(self.state()["cells"][index]["output_text"])
+
+    def output_shown(self, index: int) -> str:
+        """The text of a cell's outputs that the page shows (``innerText``)."""
+        return str(self.state()["cells"][index]["output_shown"])
 
     def kernel_id(self) -> str:
         kernel_id = self.state()["kernelId"]
@@ -707,8 +753,8 @@ class Notebook:
                     f"  cell {cell['index']} {cell['type']} {cell['prompt'] or '-'}"
                     f"{' (active)' if cell['active'] else ''}: {_short(cell['source'], 80)}"
                 )
-                if cell["output_text"].strip():
-                    lines.append(f"      output: {_short(cell['output_text'].strip())}")
+                if cell["output_shown"].strip():
+                    lines.append(f"      output: {_short(cell['output_shown'].strip())}")
             for dialog in state["dialogs"]:
                 lines.append(f"dialog: {_short(dialog)}")
             for toast in state["toasts"]:

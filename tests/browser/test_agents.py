@@ -173,9 +173,28 @@ def _wait_finished(notebook: Notebook, cell: int, timeout: float | None = None) 
     notebook.wait_for(finished, f"the %%agents cell {cell} to finish", timeout)
 
 
-def _agent_cells(cells: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """The cells agentnb inserted, by index."""
-    return {i: c for i, c in enumerate(cells) if "agentnb" in c.get("metadata", {})}
+def _agent_cells(
+    cells: list[dict[str, Any]], kind: str | None = "code"
+) -> dict[int, dict[str, Any]]:
+    """The cells agentnb inserted, by index: its code cells (the steps), its markdown cells
+    (each step's note, the report), or all of them (``kind=None``)."""
+    return {
+        i: c
+        for i, c in enumerate(cells)
+        if "agentnb" in c.get("metadata", {}) and kind in (None, c["cell_type"])
+    }
+
+
+def _type_code(notebook: Notebook, card: Locator, code: str) -> None:
+    """Replace the code in a card's editor (JupyterLab's CodeMirror, from agentnb-cells) by
+    typing, as a user does; wait until the widget's value has it."""
+    editor = card.locator(".agentnb-code-editor .cm-content")
+    notebook.wait_visible(editor, "the code editor")
+    editor.click()
+    notebook.page.keyboard.press("Control+a")
+    notebook.page.keyboard.type(code)
+    area = card.locator(".agentnb-edit-code textarea")
+    notebook.wait_for(lambda: area.input_value() == code, "the edit to reach the widget")
 
 
 def _source(cell: dict[str, Any]) -> str:
@@ -223,13 +242,19 @@ def test_approve_edit_reject_plot_accept_then_save_and_reopen(notebook: Notebook
     notebook.click_button("Edit", within=card)
     editor = card.locator(".agentnb-edit-code textarea")
     notebook.wait_for(lambda: editor.input_value() == STEP_2, "the editor to hold step 2's code")
-    notebook.fill(".agentnb-edit-code textarea", EDITED_2, within=card)
+    _type_code(notebook, card, EDITED_2)
     notebook.screenshot("2-edit-box", show=card)
     notebook.click_button("Run edited", within=card)
 
     # step 3: reject with feedback; the analyst's revision comes back as step 3
     card = _pending(notebook, 2, "proposes step 3")
-    step_2 = _card(notebook, 2, "proposes step 2").locator(".agentnb-execution")
+    # step 2 is a cell now: its card is one line, which opens on "show"
+    folded = _card(notebook, 2, "proposes step 2").and_(notebook.page.locator(".agentnb-folded"))
+    line = notebook.wait_visible(folded.locator(".agentnb-fold-line"), "step 2's folded line")
+    assert "edited by you" in line.inner_text()
+    step_2 = folded.locator(".agentnb-execution")
+    assert not step_2.is_visible()
+    notebook.click_button("show", within=folded)
     notebook.wait_visible(step_2.locator(".agentnb-badge-ok"), "step 2's ok badge")
     assert "your edit, as it ran" in (step_2.text_content() or "")
     assert "edited revenue" in step_2.inner_text()
@@ -249,7 +274,11 @@ def test_approve_edit_reject_plot_accept_then_save_and_reopen(notebook: Notebook
 
     # the plot, then the final report: accept
     report = _pending(notebook, 2, "final report", button="agentnb-accept")
-    plot = _card(notebook, 2, "revises step 3").locator(".agentnb-out-img img")
+    step_3 = _card(notebook, 2, "revises step 3").and_(notebook.page.locator(".agentnb-folded"))
+    plot = step_3.locator(".agentnb-out-img img")
+    notebook.wait_visible(step_3.locator(".agentnb-fold-line"), "step 3 folded: it is a cell")
+    assert not plot.is_visible()  # the plot shows in its cell, not twice
+    notebook.click_button("show", within=step_3)
     notebook.wait_visible(plot, "the plot in the widget")
     notebook.wait_for(lambda: _image_loaded(plot), "the plot image to load")
     notebook.screenshot("5-plot-rendered", show=plot)
@@ -270,8 +299,21 @@ def test_approve_edit_reject_plot_accept_then_save_and_reopen(notebook: Notebook
         return found if len(found) == len(expected) else None
 
     cells = notebook.wait_for(inserted, "the three steps to be inserted as cells")
-    assert sorted(cells) == [3, 4, 5], notebook.describe()
-    run_id = cells[3]["metadata"]["agentnb"]["run_id"]
+    assert sorted(cells) == [4, 6, 8], notebook.describe()
+    run_id = cells[4]["metadata"]["agentnb"]["run_id"]
+    # above each step its note, and the final report after them
+    notes = notebook.wait_for(
+        lambda: (lambda n: n if len(n) == 4 else None)(_agent_cells(notebook.cells(), "markdown")),
+        "the notes and the report",
+    )
+    assert sorted(notes) == [3, 5, 7, 9]
+    assert [_source(notes[i]).splitlines()[0] for i in (3, 5, 7, 9)] == [
+        "## Step 1",
+        "## Step 2",
+        "## Step 3",
+        "## Final report",
+    ]
+    assert notes[9]["metadata"]["agentnb"]["key"] == f"{run_id}:report"
     for (index, cell), (step, (code, edited)) in zip(
         sorted(cells.items()), enumerate(expected, 1), strict=True
     ):
@@ -280,29 +322,28 @@ def test_approve_edit_reject_plot_accept_then_save_and_reopen(notebook: Notebook
         assert (tags["run_id"], tags["step"], tags["edited"]) == (run_id, step, edited)
         assert tags["models"] == {"analyst": "scripted", "critic": "scripted"}
         assert _source(cell) == code, index
-    assert "(6, 3)" in _text(cells[3])
-    assert "edited revenue" in _text(cells[4])
-    assert any("image/png" in o.get("data", {}) for o in cells[5]["outputs"])
+    assert "(6, 3)" in _text(cells[4])
+    assert "edited revenue" in _text(cells[6])
+    assert any("image/png" in o.get("data", {}) for o in cells[8]["outputs"])
     all_cells = notebook.cells()
     assert [_source(c) for c in all_cells][:3] == [LOAD, setup, agents]
-    assert len(all_cells) == 7
-    assert _source(all_cells[6]) == AFTER
+    assert len(all_cells) == 11
+    assert _source(all_cells[10]) == AFTER
     assert not any(REJECTED_3 in _source(c) for c in all_cells)  # the rejected proposal
-    page_plot = notebook.cell(5).locator(".jp-OutputArea img")
+    page_plot = notebook.cell(8).locator(".jp-OutputArea img")
     notebook.wait_visible(page_plot, "the plot in the inserted cell")
-    # each step's card says where its code went
-    marks = notebook.cell(2).locator(".agentnb-inserted")
-    notebook.wait_for(lambda: marks.count() == 3, "the three 'inserted as a cell' marks")
+    # each step that became a cell folds to one line in the widget
+    folded = notebook.cell(2).locator(".agentnb-card.agentnb-folded")
+    notebook.wait_for(lambda: folded.count() == 3, "the three steps to fold")
     notebook.screenshot("6-finished", show=notebook.cell(2))
-    notebook.screenshot("7-inserted-cells", show=notebook.cell(5))
+    notebook.screenshot("7-inserted-cells", show=notebook.cell(8))
 
     # the widget's Save button writes the analysis notebook into the server root
     notebook.click_button("Save", within=_widget(notebook, 2).locator(".agentnb-header"))
-    note = _widget(notebook, 2).locator(".agentnb-note")
-    notebook.wait_for(lambda: "saved to" in note.inner_text(), "the widget to say where it saved")
-    match = re.search(r"saved to (\S+\.ipynb)", note.inner_text())
-    assert match, note.inner_text()
-    path = Path(match[1])
+    note = _widget(notebook, 2).locator(".agentnb-note-saved")
+    notebook.wait_visible(note, "the widget to say where it saved")
+    assert "Saved the analysis as analysis-analysis.ipynb" in note.inner_text()
+    path = Path(str(note.locator("b").get_attribute("title")))
     path = path if path.is_absolute() else notebook.root / path
     assert path.parent == notebook.root, path
     analysis = nbformat.read(path, as_version=4)
@@ -320,22 +361,25 @@ def test_approve_edit_reject_plot_accept_then_save_and_reopen(notebook: Notebook
     assert {i: c["metadata"]["agentnb"] for i, c in _agent_cells(saved["cells"]).items()} == {
         i: c["metadata"]["agentnb"] for i, c in cells.items()
     }
-    assert any("image/png" in o.get("data", {}) for o in saved["cells"][5]["outputs"])
+    assert any("image/png" in o.get("data", {}) for o in saved["cells"][8]["outputs"])
     notebook.reload()
     assert [_source(c) for c in notebook.cells()] == [_source(c) for c in all_cells]
     assert {i: c["metadata"]["agentnb"] for i, c in _agent_cells(notebook.cells()).items()} == {
         i: c["metadata"]["agentnb"] for i, c in cells.items()
     }
-    notebook.wait_visible(notebook.cell(5).locator(".jp-OutputArea img"), "the plot after reload")
-    assert "edited revenue" in notebook.output_text(4)
-    notebook.screenshot("9-reopened", show=notebook.cell(3))
+    notebook.wait_visible(notebook.cell(8).locator(".jp-OutputArea img"), "the plot after reload")
+    assert "edited revenue" in notebook.output_text(6)
+    notebook.screenshot("9-reopened", show=notebook.cell(4))
     assert not notebook.console.errors
 
 
 @pytest.mark.parametrize("jupyter_server", ["lab"], indirect=True)
 def test_reopened_notebook_trusts_no_step_and_shows_the_widget(notebook: Notebook) -> None:
     setup = _setup(notebook, plot=PLOT_SCRIPT)
-    agents = '%%agents --data sales --approve never --model "scripted:{plot}"\nPlot the units.'
+    agents = (
+        '%%agents --data sales --approve never --notes off --model "scripted:{plot}"\n'
+        "Plot the units."
+    )
     notebook.create("trusted.ipynb", [LOAD, setup, agents])
     notebook.open("trusted.ipynb")
     notebook.run_cell(0)
@@ -384,7 +428,9 @@ def test_stop_button_and_interrupt_end_a_running_step(notebook: Notebook) -> Non
     )
     assert "sleeping" in step.locator(".agentnb-execution").inner_text()  # its output is kept
     cell = notebook.cells()[2]
-    assert [o["output_type"] for o in cell["outputs"]] == ["display_data"]  # no error
+    # the widget and the chat as it ended (hidden while the widget shows); no error
+    assert [o["output_type"] for o in cell["outputs"]] == ["display_data", "display_data"]
+    assert cell["outputs"][1]["metadata"]["agentnb"]["view"] == "static"
     assert not notebook.is_running(2)
     notebook.screenshot("2-stopped", show=_widget(notebook, 2))
 
@@ -423,22 +469,24 @@ def test_follow_up_cell_continues_in_the_same_kernel(notebook: Notebook) -> None
     _wait_phase(notebook, 2, "done")
 
     def inserted(count: int) -> dict[int, dict[str, Any]] | None:
-        found = _agent_cells(notebook.cells())
+        found = _agent_cells(notebook.cells(), None)  # notes, steps and reports
         return found if len(found) == count else None
 
-    cells = notebook.wait_for(lambda: inserted(1), "the first analysis's step to be inserted")
-    assert sorted(cells) == [3]
-    assert _source(cells[3]) == FIRST_STEP
-    assert _source(notebook.cells()[4]) == second  # the second %%agents cell moved down
+    cells = notebook.wait_for(lambda: inserted(3), "the first analysis's cells to be inserted")
+    assert sorted(cells) == [3, 4, 5]
+    assert _source(cells[4]) == FIRST_STEP
+    assert _source(notebook.cells()[6]) == second  # the second %%agents cell moved down
 
-    notebook.run_cell(4)
-    _wait_phase(notebook, 4, "done")
-    cells = notebook.wait_for(lambda: inserted(2), "the second analysis's step to be inserted")
-    assert sorted(cells) == [3, 5], notebook.describe()
-    assert _source(cells[5]) == SECOND_STEP
-    assert "top region from the first analysis: North" in _text(cells[5])
-    assert cells[3]["metadata"]["agentnb"]["run_id"] != cells[5]["metadata"]["agentnb"]["run_id"]
-    assert [_source(c) for c in notebook.cells()] == [
+    notebook.run_cell(6)
+    _wait_phase(notebook, 6, "done")
+    cells = notebook.wait_for(lambda: inserted(6), "the second analysis's cells to be inserted")
+    # each run's cells below its own %%agents cell: its note, its step, its report
+    assert sorted(cells) == [3, 4, 5, 7, 8, 9], notebook.describe()
+    assert _source(cells[8]) == SECOND_STEP
+    assert "top region from the first analysis: North" in _text(cells[8])
+    assert cells[4]["metadata"]["agentnb"]["run_id"] != cells[8]["metadata"]["agentnb"]["run_id"]
+    sources = [_source(c) for c in notebook.cells()]
+    assert [sources[i] for i in (0, 1, 2, 4, 6, 8, 10)] == [
         LOAD,
         setup,
         first,
@@ -447,7 +495,9 @@ def test_follow_up_cell_continues_in_the_same_kernel(notebook: Notebook) -> None
         SECOND_STEP,
         AFTER,
     ]
-    step = _card(notebook, 4, "proposes step 1").locator(".agentnb-execution")
-    assert step.locator(".agentnb-badge-ok").count() == 1
-    notebook.screenshot("1-follow-up-done", show=notebook.cell(5))
+    assert sources[5] == "## Final report\n\nNorth sold the most units (17)."
+    assert sources[9] == "## Final report\n\nThe top region is North."
+    step = _card(notebook, 6, "proposes step 1").locator(".agentnb-execution")
+    assert step.locator(".agentnb-badge-ok").count() == 1  # folded, not gone
+    notebook.screenshot("1-follow-up-done", show=notebook.cell(8))
     assert not notebook.console.errors

@@ -45,7 +45,11 @@ SCRIPT = {
     "critic": ["APPROVE.", "APPROVE.", "APPROVE.", "APPROVE."],
 }
 
-AGENTS = '%%agents --data sales --model "scripted:{replies}"\nCount the rows, units and regions.'
+# the code cells only (--notes off): the steps are what a reopened page must not lose or double
+AGENTS = (
+    '%%agents --data sales --notes off --model "scripted:{replies}"\n'
+    "Count the rows, units and regions."
+)
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -191,9 +195,9 @@ def test_closing_the_tab_unsaved_and_reopening_goes_on(notebook: Notebook) -> No
 
     _finish_after_reopening(again)
     _check_cells(again, setup)
-    # one mark per step: the steps sent again on reopening are not marked twice
-    marks = _widget(again, 2).locator(".agentnb-inserted")
-    again.wait_for(lambda: marks.count() == 3, "the three 'inserted as a cell' marks")
+    # one folded line per step: the steps sent again on reopening do not fold twice
+    marks = _widget(again, 2).locator(".agentnb-fold")
+    again.wait_for(lambda: marks.count() == 3, "the three steps to fold")
     again.screenshot("2-finished", show=again.cell(5))
     saved = again.save()
     assert [_source(c) for c in saved["cells"]] == [_source(c) for c in again.cells()]
@@ -218,7 +222,8 @@ def test_closing_the_tab_after_saving_and_reopening_goes_on(notebook: Notebook) 
     assert sorted(cells) == [3, 4], again.describe()
     # the widget manager restored the saved view from the live kernel; it is not added again
     assert _widget_views(again.cells()[2]) == view
-    assert _card(again, 2, "proposes step 2").locator(".agentnb-badge-ok").count() == 1
+    step_2 = _card(again, 2, "proposes step 2").locator(".agentnb-execution")
+    assert step_2.locator(".agentnb-badge-ok").count() == 1
 
     _finish_after_reopening(again)
     _check_cells(again, setup)

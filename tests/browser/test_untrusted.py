@@ -33,7 +33,10 @@ def _check(notebook: Notebook, when: str) -> None:
 
 def test_a_step_that_emits_script_runs_nothing(notebook: Notebook) -> None:
     setup = _setup(notebook, hostile=SCRIPT)
-    agents = '%%agents --data sales --approve never --model "scripted:{hostile}"\nThe totals?'
+    agents = (
+        '%%agents --data sales --approve never --notes off --model "scripted:{hostile}"\n'
+        "The totals?"
+    )
     notebook.create("hostile.ipynb", [LOAD, setup, agents])
     notebook.open("hostile.ipynb")
     notebook.run_cell(0)

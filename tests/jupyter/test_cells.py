@@ -239,7 +239,11 @@ async def test_steps_reach_the_frontend_in_order_once_it_is_ready(frontend: Fron
         cell_id="agents-cell",
     )
     opened = await frontend.comm_open()
-    assert opened["content"]["data"] == {"anchor": "agents-cell", "run_id": "run-1", "version": 2}
+    assert opened["content"]["data"] == {
+        "anchor": "agents-cell",
+        "run_id": "run-1",
+        "version": PROTOCOL_VERSION,
+    }
     # the open belongs to the %%agents cell's request: only the browser that sent
     # it (its session) acts on it
     assert opened["parent_header"]["msg_id"] == cell_msg
@@ -250,7 +254,7 @@ async def test_steps_reach_the_frontend_in_order_once_it_is_ready(frontend: Fron
     assert await frontend.evaluate("writer.state") == "connecting"
     assert frontend.comm_messages(comm_id) == []
 
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 2})
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
     assert await frontend.evaluate("writer.state, writer.client") == ("active", "lab")
     await frontend.execute(
         "out = [{'output_type': 'stream', 'name': 'stdout', 'text': '2\\n'}]\n"
@@ -298,7 +302,7 @@ async def test_inserted_cells_are_never_trusted_and_carry_no_script(frontend: Fr
         cell_id="agents-cell",
     )
     comm_id = (await frontend.comm_open())["content"]["comm_id"]
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 2})
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
     (sent,) = await frontend.inserts(comm_id, 1)
     assert "trusted" not in sent["cell"]["metadata"]
     outputs = sent["cell"]["outputs"]
@@ -309,6 +313,44 @@ async def test_inserted_cells_are_never_trusted_and_carry_no_script(frontend: Fr
 
 
 @kernel_tier
+async def test_a_steps_note_goes_above_its_code_and_the_report_after_them(
+    frontend: Frontend,
+) -> None:
+    await frontend.execute(
+        setup(30) + "result = [{'output_type': 'execute_result', 'execution_count': 7,\n"
+        "           'metadata': {}, 'data': {'text/plain': '42'}}]\n"
+        "writer.insert_markdown(key='1:reason', source='## Step 1\\n\\nWhy <script>x</script>',\n"
+        "                       metadata={'step': 1, 'kind': 'reason'})\n"
+        "writer.insert(step=1, code='6 * 7', outputs=result, metadata={})\n"
+        "writer.insert_markdown(key='report', source='## Final report\\n\\n![x](https://e.x/a.png)',\n"
+        "                       metadata={'kind': 'report'})",
+        cell_id="agents-cell",
+    )
+    comm_id = (await frontend.comm_open())["content"]["comm_id"]
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    note, code, report = await frontend.inserts(comm_id, 3)
+    assert [m["key"] for m in (note, code, report)] == ["run-1:1:reason", "run-1:1", "run-1:report"]
+    assert note["cell"] == {
+        "cell_type": "markdown",
+        "source": "## Step 1\n\nWhy &lt;script>x&lt;/script>",  # model text: no raw HTML
+        "metadata": {
+            "agentnb": {"step": 1, "kind": "reason", "key": "run-1:1:reason", "run_id": "run-1"}
+        },
+    }
+    assert report["cell"]["source"] == "## Final report\n\n\\![x](https://e.x/a.png)"
+    # no execution count borrowed from the managed kernel, on the cell or its result
+    assert code["cell"]["execution_count"] is None
+    assert code["cell"]["outputs"][0]["execution_count"] is None
+    for message, cell_id in ((note, "n1"), (code, "c1"), (report, "r1")):
+        frontend.reply(
+            comm_id, {"event": "inserted", "key": message["key"], "cell_id": cell_id, "index": 3}
+        )
+    await frontend.execute("writer.finish()")
+    await frontend.closed(comm_id)  # every cell acknowledged, notes and report included
+    assert await frontend.evaluate("marked, statuses") == ([(1, "c1")], [])
+
+
+@kernel_tier
 async def test_an_awaiting_cell_learns_the_frontend_is_ready(frontend: Frontend) -> None:
     await frontend.execute(setup(30), cell_id="agents-cell")
     comm_id = (await frontend.comm_open())["content"]["comm_id"]
@@ -316,7 +358,7 @@ async def test_an_awaiting_cell_learns_the_frontend_is_ready(frontend: Frontend)
     waiting = frontend.send_execute("ok = await writer.ready()")
     await asyncio.sleep(0.3)
     started = time.monotonic()
-    frontend.reply(comm_id, {"event": "ready", "client": "notebook", "version": 2})
+    frontend.reply(comm_id, {"event": "ready", "client": "notebook", "version": PROTOCOL_VERSION})
     await frontend.finished(waiting)
     assert time.monotonic() - started < 5
     assert await frontend.evaluate("ok, writer.state, statuses") == (True, "active", [])
@@ -345,7 +387,7 @@ async def test_a_frontend_without_the_extension_closes_the_comm(frontend: Fronte
 async def test_the_frontend_going_away_mid_run_is_reported(frontend: Frontend) -> None:
     await frontend.execute(setup(30), cell_id="agents-cell")
     comm_id = (await frontend.comm_open())["content"]["comm_id"]
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 2})
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
     assert await frontend.evaluate("writer.state") == "active"
     frontend.close(comm_id)
     # the steps after that wait for a page to attach (see the tests below)
@@ -370,7 +412,7 @@ async def test_no_answer_gives_up_after_the_timeout(frontend: Frontend) -> None:
     assert time.monotonic() - started < 5
     # closed on the kernel side, so a frontend answering late inserts nothing
     await frontend.wait_for(lambda _m: frontend.comm_messages(comm_id, "comm_close") != [])
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 2})
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
     assert await frontend.evaluate("writer.state") == "unavailable"
     assert frontend.comm_messages(comm_id) == []
 
@@ -382,7 +424,7 @@ async def test_an_extension_of_another_protocol_version_is_not_used(frontend: Fr
     frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 1})
     state, statuses = await frontend.evaluate("writer.state, statuses")
     assert state == "unavailable"
-    assert "protocol version 1, this kernel 2" in statuses[0]
+    assert f"protocol version 1, this kernel {PROTOCOL_VERSION}" in statuses[0]
 
 
 # --- a page that did not run the cell ---------------------------------------------------
@@ -394,11 +436,23 @@ def hello(*cells: str, version: int = PROTOCOL_VERSION) -> Message:
 
 
 def attach_message() -> Message:
-    return {"action": "attach", "run_id": "run-1", "anchor": "agents-cell", "display": DISPLAY}
+    return {
+        "action": "attach",
+        "run_id": "run-1",
+        "anchor": "agents-cell",
+        "display": DISPLAY,
+        "chat": None,
+    }
 
 
 def show_message() -> Message:
-    return {"action": "show", "run_id": "run-1", "anchor": "agents-cell", "display": DISPLAY}
+    return {
+        "action": "show",
+        "run_id": "run-1",
+        "anchor": "agents-cell",
+        "display": DISPLAY,
+        "chat": None,
+    }
 
 
 def inserted(step: int, cell_id: str, **extra: Any) -> Message:
@@ -413,7 +467,7 @@ async def ran_and_left(frontend: Frontend) -> str:
         cell_id="agents-cell",
     )
     comm_id = str((await frontend.comm_open())["content"]["comm_id"])
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": 2})
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
     await frontend.inserts(comm_id, 1)
     frontend.reply(comm_id, inserted(1, "a1"))
     assert await frontend.evaluate("writer.inserted") == {"run-1:1": "a1"}
@@ -524,9 +578,15 @@ async def test_a_page_opened_after_the_runs_ended_is_told_of_the_last_widget_onl
     await frontend.closed(first)  # ended, and its one step acknowledged
     # the %%agents cell runs again: a second run, with a widget of its own
     display = {WIDGET_VIEW: {"model_id": "m2", "version_major": 2, "version_minor": 0}}
+    # the static copy of its chat, which the page keeps beside the widget it puts back
+    chat = {
+        "output_type": "display_data",
+        "data": {"text/html": "<div>the chat</div>", "text/plain": "the chat"},
+        "metadata": {"agentnb": {"run_id": "run-2", "view": "static"}},
+    }
     await frontend.execute(
         "again = CellWriter(run_id='run-2', anchor=anchor_cell_id(), ready_timeout=30, "
-        f"display=lambda: {display!r})\n"
+        f"display=lambda: {display!r}, chat=lambda: {chat!r})\n"
         "again.open()",
         cell_id="agents-cell",
     )
@@ -535,7 +595,7 @@ async def test_a_page_opened_after_the_runs_ended_is_told_of_the_last_widget_onl
             lambda m: m["msg_type"] == "comm_open" and m["content"]["data"].get("run_id") == "run-2"
         )
     )["content"]["comm_id"]
-    frontend.reply(second, {"event": "ready", "client": "lab", "version": 2})
+    frontend.reply(second, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
     await frontend.execute("again.finish()")
     await frontend.closed(second)
 
@@ -543,7 +603,13 @@ async def test_a_page_opened_after_the_runs_ended_is_told_of_the_last_widget_onl
     comm_id = page.open_comm(hello("setup-cell", "agents-cell"))
     await page.closed(comm_id)
     assert page.comm_messages(comm_id) == [
-        {"action": "show", "run_id": "run-2", "anchor": "agents-cell", "display": display}
+        {
+            "action": "show",
+            "run_id": "run-2",
+            "anchor": "agents-cell",
+            "display": display,
+            "chat": chat,
+        }
     ]
     elsewhere = page.open_comm(hello("another-cell"))
     await page.closed(elsewhere)

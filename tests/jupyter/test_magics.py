@@ -34,15 +34,30 @@ async def test_an_autonomous_cell_runs_to_its_end_before_the_next_cell(
         f"%%agents --data sales --approve never --model scripted:{replies}\nWhich region sold most?"
     )
     assert ran.status == "ok", ran.to_model_text()
-    widgets = [
-        o for o in ran.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
-    ]
-    assert len(widgets) == 1  # the chat widget, and nothing printed besides
-    # where widgets cannot render (papermill reports, GitHub), the outcome and the report
-    markdown = widgets[0]["data"]["text/markdown"]
-    assert markdown.startswith("**agentnb**: Which region sold most?")
-    assert "*approved: " in markdown
-    assert markdown.endswith(REPORT)
+    # the chat widget, then the chat as it ended, and nothing printed besides
+    widget, chat = ran.outputs
+    assert "application/vnd.jupyter.widget-view+json" in widget["data"]
+    assert widget["data"]["text/plain"] == "agentnb: Which region sold most? (done)"
+    assert widget["data"]["text/html"] == (
+        '<div class="agentnb-fallback">agentnb: Which region sold most? (done)</div>'
+    )
+    assert "text/markdown" not in widget["data"]  # the chat below has the report
+    # where the widget cannot render (its kernel gone, papermill reports, nbviewer, VS Code
+    # without it): the whole chat as sanitised HTML, and the outcome and report as text
+    assert chat["output_type"] == "display_data"
+    run_id = value(
+        await cell("from agentnb.jupyter import magics\nmagics._session.current.record.run_id")
+    )
+    assert chat["metadata"] == {"agentnb": {"run_id": run_id, "view": "static"}}
+    html = chat["data"]["text/html"]
+    assert html.startswith(f'<div class="agentnb agentnb-static agentnb-static-{run_id}">')
+    assert "<strong>North</strong> sold most: 30 against 12." in html  # the report
+    assert "reviews step 1" in html  # the critic's review
+    assert "the final report was approved" in html
+    assert "<script" not in html.lower()
+    plain = chat["data"]["text/plain"]
+    assert plain.startswith("agentnb: Which region sold most?\n\napproved: ")
+    assert plain.endswith(REPORT)
     # the cell stayed running: the next cell sees the finished run
     result = value(
         await cell(
@@ -55,6 +70,32 @@ async def test_an_autonomous_cell_runs_to_its_end_before_the_next_cell(
     status = await cell("%agents status")
     assert "phase: done" in text(status)
     assert "stop reason: approved" in text(status)
+
+
+async def test_a_failed_run_leaves_its_chat_in_the_cell_too(cell: Cell, tmp_path: Path) -> None:
+    ran = await cell(
+        "%%agents --approve never --model gpt-x --base-url http://127.0.0.1:9/v1 --retries 0\n"
+        "Which region?"
+    )
+    assert ran.status == "error"
+    widget, chat, error = ran.outputs
+    assert "application/vnd.jupyter.widget-view+json" in widget["data"]
+    assert chat["metadata"]["agentnb"]["view"] == "static"
+    assert "connection refused" in chat["data"]["text/html"]
+    assert "agentnb-end-failed" in chat["data"]["text/html"]
+    assert error["ename"] == "AgentsError"  # headless: no widget shows, so the whole message
+    assert "connection refused" in error["evalue"]
+
+
+async def test_the_first_agents_cell_finds_its_modules_imported(cell: Cell) -> None:
+    # %load_ext agentnb imports the widget and the model client in the background, while
+    # the user writes the first %%agents cell: its widget shows at once
+    warmed = await cell(
+        "import sys\n"
+        "from agentnb.jupyter import magics\n"
+        "magics.warmed.wait(60), [m for m in magics.WARM_MODULES if m not in sys.modules]"
+    )
+    assert value(warmed) == (True, [])
 
 
 async def test_a_follow_up_cell_continues_in_the_same_kernel_and_knows_the_past(

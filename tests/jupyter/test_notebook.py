@@ -94,13 +94,11 @@ async def test_the_cells_tell_the_analysis_in_order(analysis: Run) -> None:
         ("markdown", layout[3][1]),  # the failed step, one line
         ("markdown", "## Step 2"),
         ("code", "nb_sales['revenue'] = nb_sales['units'] * nb_sales['unit_price']"),
-        ("markdown", "> **critic** approved: unit_price is the right column."),
         ("markdown", "## Step 3"),
         ("code", "import matplotlib.pyplot as plt"),
-        ("markdown", "> **critic** approved."),
         ("markdown", "## Final report"),
     ]
-    title, data, setup, failed, why2, code2, _, why3, code3, _, report = nb.cells
+    title, data, setup, failed, why2, code2, why3, code3, report = nb.cells
     assert "analyst (scripted)" in title.source
     assert "`nb_sales` (DataFrame, 3 rows x 3 columns)" in data.source
     assert "nb_sales = pd.read_csv(" in setup.source
@@ -112,7 +110,14 @@ async def test_the_cells_tell_the_analysis_in_order(analysis: Run) -> None:
     assert not any("['price']" in c.source for c in code_cells(nb))
     assert not any(o.output_type == "error" for c in code_cells(nb) for o in c.outputs)
     # the rationale without the code, the code that ran, its real outputs
-    assert why2.source == "## Step 2\n\nThe price column is called unit_price."
+    # each step's note above its code: why, and who approved it (as the live notebook has it)
+    assert why2.source == (
+        "## Step 2\n\nThe price column is called unit_price.\n\n"
+        "> **critic** approved: unit_price is the right column."
+    )
+    run_id = analysis.result.run_id
+    assert why2.metadata["agentnb"] == {"run_id": run_id, "step": 2, "kind": "reason"}
+    assert report.metadata["agentnb"] == {"run_id": run_id, "kind": "report"}
     assert code2.source == analysis.result.steps[1].code
     assert output_kinds(code2) == [
         ("stream", "stdout"),
@@ -120,6 +125,7 @@ async def test_the_cells_tell_the_analysis_in_order(analysis: Run) -> None:
     ]
     assert code2.outputs[0].text == "3 rows\n"
     assert "A bar chart" in why3.source
+    assert why3.source.endswith("> **critic** approved.")
     assert any("image/png" in o.get("data", {}) for o in code3.outputs)
     assert report.source == "## Final report\n\n" + SCRIPT["analyst"][-1]
     # numbered as if freshly run, execute results included

@@ -62,3 +62,32 @@ def test_a_loop_guard_stop_is_stopped_in_the_widget_and_the_cell_passes() -> Non
     assert analysis.view.phase == "stopped"
     assert analysis.failure() is None
     assert "phase: stopped" in analysis.status()
+
+
+def test_where_the_widget_says_why_the_cells_error_points_there() -> None:
+    why = "Cannot reach http://127.0.0.1:9/v1 (connection refused). Is the server running?"
+    reason = StopReason("model_error", why)
+    analysis = analysis_of([RunFinished(reason=reason, final_report=None)], reason)
+    assert analysis.failure() == why  # headless (papermill): the whole of it
+    brief = analysis.failure(brief=True)
+    assert brief == "the analysis above failed (model_error): its last line says why and what to do"
+
+
+def test_the_static_chat_of_an_ended_run_and_the_widgets_line() -> None:
+    reason = StopReason("approved", "the final report was approved")
+    started = RunStarted(run_id="run-1", task="How many?", models={"analyst": "m"}, approve="each")
+    analysis = analysis_of([started, RunFinished(reason=reason, final_report="Six.")], reason)
+    chat = analysis.static_output()
+    assert chat["metadata"] == {"agentnb": {"run_id": "run-1", "view": "static"}}
+    assert (
+        chat["data"]["text/plain"]
+        == "agentnb: How many?\n\napproved: the final report was approved\n\nSix."
+    )
+    assert 'class="agentnb agentnb-static agentnb-static-run-1"' in chat["data"]["text/html"]
+    # before the chat is kept, the widget's display carries the report for text-only views;
+    # after, one line that the chat makes redundant
+    assert "Six." in analysis.bundle()["text/markdown"]
+    analysis.chat = chat
+    bundle = analysis.bundle()
+    assert "text/markdown" not in bundle
+    assert bundle["text/html"] == '<div class="agentnb-fallback">agentnb: How many? (done)</div>'

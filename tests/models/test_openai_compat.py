@@ -239,13 +239,30 @@ async def test_connection_refused_names_the_url_and_the_fix(
     url = f"http://127.0.0.1:{closed_port}/v1"
     notes = Notes()
     with pytest.raises(ModelError) as caught:
-        await ask(make_model(url, max_retries=1), notes)
+        await ask(make_model(url, max_retries=4), notes)
     message = str(caught.value)
     assert url in message
     assert "connection refused" in message
     assert "server running" in message
-    assert "OPENAI_BASE_URL" in message
-    assert len(notes.notices) == len(sleeps.delays) == 1
+    # the URL was given: that is what to check, not a variable the user did not use
+    assert "OPENAI_BASE_URL" not in message
+    assert "Check the base URL given (--base-url)." in message
+    # nothing listens on that port of this machine: no retries, no waiting
+    assert notes.notices == []
+    assert sleeps.delays == []
+
+
+async def test_connection_refused_at_the_environments_url_names_the_variable(
+    closed_port: int, sleeps: SleepRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://localhost:{closed_port}/v1")
+    model = OpenAIModel("scripted", sleep=sleeps, timeout=5.0)
+    try:
+        with pytest.raises(ModelError, match="Set OPENAI_BASE_URL or pass the model's base URL"):
+            await ask(model)
+    finally:
+        await model.aclose()
+    assert sleeps.delays == []
 
 
 async def test_a_dropped_connection_is_retried(

@@ -35,6 +35,7 @@ from agentnb.chat.termination import StopReason
 from agentnb.errors import ConfigError
 from agentnb.models.base import Usage
 from agentnb.models.scripted import ScriptedModel
+from agentnb.ui.approval import editor_rows
 from agentnb.ui.widget import ChatView
 
 from .conftest import (
@@ -298,16 +299,60 @@ def test_a_speaker_choice_is_one_line_and_a_silent_stop_says_no_reply() -> None:
     assert "thinking" not in shown(silent)
 
 
-def test_notices_feedback_and_inserted_cells_are_small_lines() -> None:
+def test_notices_and_feedback_are_small_lines() -> None:
     view = ChatView("t")
     feed(view, a_step(1))
-    view.handle(Notice(level="warning", text="the model server is slow; retrying"))
+    view.handle(Notice(level="warning", text="the model server is slow"))
     view.notify("warning", "cells were not inserted: no front-end extension")
-    view.step_inserted(1, "cell-123")
     everything = shown(view.widget)
-    assert "the model server is slow; retrying" in everything
+    assert "the model server is slow" in everything
     assert "cells were not inserted" in everything
-    assert "inserted as a cell below" in shown(cards(view)[0])
+    assert "agentnb-folded" not in classes(cards(view)[0])  # not inserted: shown whole
+
+
+def test_an_inserted_step_folds_to_one_line_that_jumps_to_its_cell() -> None:
+    view = ChatView("t")
+    feed(view, [*a_step(1), *proposal_turn(2, "print(2)", why="Then the second thing.")])
+    card, pending = cards(view)
+    view.step_inserted(1, "cell-123")
+    assert "agentnb-folded" in classes(card)
+    assert "agentnb-folded" not in classes(pending)  # only what became a cell
+    fold = card.children[0]
+    assert "agentnb-fold" in classes(fold)
+    line = shown(fold)
+    assert re.search(r">ok<.*>step 1<.*>analyst<.*>0\.2 s<.*Next step\.", line), line
+    assert 'class="agentnb-jump agentnb-to-cell-123"' in line
+    # the rest stays in the card, hidden by the stylesheet until "show"
+    assert "proposes step 1" in shown(card)
+    assert '<pre class="agentnb-out-stream">1</pre>' in shown(card)
+    toggle = find_button(view, "show", "agentnb-fold-toggle")
+    toggle.click()
+    assert "agentnb-expanded" in classes(card)
+    assert toggle.description == "hide"
+    toggle.click()
+    assert "agentnb-expanded" not in classes(card)
+    css = resources.files("agentnb.ui").joinpath("style.css").read_text()
+    assert ".agentnb-folded:not(.agentnb-expanded) > :not(.agentnb-fold)" in css
+    view.step_inserted(1, "cell-123")  # sent again to a reopened page: still one line
+    assert sum("agentnb-fold" in classes(c) for c in card.children) == 1
+
+
+def test_an_edited_step_says_so_on_its_folded_line() -> None:
+    view = ChatView("t")
+    request = ApprovalRequest(kind="step", step=1, text="", code="print(1)")
+    execution = Execution(code="print(2)", status="ok", outputs=(), execution_count=1, duration=0.1)
+    feed(
+        view,
+        [
+            *proposal_turn(1, "print(1)"),
+            ApprovalRequested(request=request),
+            ApprovalDecided(request=request, decision=Decision.edit("print(2)")),
+            ExecutionStarted(step=1, code="print(2)"),
+            ExecutionFinished(step=1, execution=execution),
+        ],
+    )
+    view.step_inserted(1, "c1")
+    assert "edited by you" in shown(cards(view)[0].children[0])
 
 
 def test_a_display_bug_becomes_an_error_line_and_never_reaches_the_run() -> None:
@@ -411,6 +456,44 @@ def test_a_failed_run_says_why() -> None:
     assert find_button(view, "Stop") is None  # nothing left to stop
 
 
+def _stop_buttons(view: ChatView) -> list[Any]:
+    """The Stop buttons the view shows, enabled or not."""
+    return [
+        w
+        for w in walk(view.widget)
+        if isinstance(w, widgets.Button) and w.description == "Stop" and w.layout.display != "none"
+    ]
+
+
+def test_a_failed_run_says_what_failed_in_the_header_and_the_whole_story_once() -> None:
+    why = (
+        "Cannot reach http://127.0.0.1:9/v1 (connection refused). Is the server running? "
+        "Check the base URL you gave (--base-url)."
+    )
+    view = ChatView("t")
+    view.handle(AgentThinking(agent="analyst", phase="propose", step=1))
+    for retry in (1, 2, 3):
+        view.handle(
+            Notice(
+                level="warning",
+                agent="analyst",
+                text=f"Cannot reach http://127.0.0.1:9/v1 (connection refused); "
+                f"retrying in 0.{retry} s (retry {retry} of 4)",
+            )
+        )
+    retries = [w for w in walk(view.widget) if "retry" in getattr(w, "value", "")]
+    assert len(retries) == 1, "one line for the retries of one failure"
+    assert "(retry 3 of 4)" in retries[0].value
+    view.handle(finished("model_error", why))
+    header = shown(by_class(view, "agentnb-header")[0])
+    assert "Cannot reach http://127.0.0.1:9/v1 (connection refused)." in header
+    assert "Is the server running?" not in re.sub(r'title="[^"]*"', "", header)
+    everything = re.sub(r'title="[^"]*"', "", shown(view.widget))
+    assert everything.count("Is the server running?") == 1  # the end of the chat says it all
+    assert "retrying" not in everything  # the end line replaces the retries
+    assert _stop_buttons(view) == []  # no dead Stop after the end
+
+
 def test_a_run_that_never_finished_can_be_closed_with_a_reason() -> None:
     view = ChatView("t")
     view.close("--model: no model given")
@@ -421,6 +504,20 @@ def test_a_run_that_never_finished_can_be_closed_with_a_reason() -> None:
     finished_view.handle(finished())
     finished_view.close("ignored")
     assert finished_view.phase == "done"
+
+
+def test_the_header_says_who_is_replying_before_the_first_reply_is_counted() -> None:
+    view = ChatView("t")
+    usage = by_class(view, "agentnb-usage")[0]
+    view.handle(AgentThinking(agent="analyst", phase="propose", step=1))
+    view.handle(TokenDelta(agent="analyst", text="Let me"))
+    assert "no model calls yet" not in usage.value
+    assert "analyst</span> replying" in usage.value
+    view.handle(said("analyst", "Let me look.", Usage(100, 20, 1)))
+    assert "replying" not in usage.value
+    assert "analyst</span> 120 tokens" in usage.value
+    view.handle(AgentThinking(agent="critic", phase="review_step", step=1))
+    assert "critic</span> replying" in usage.value
 
 
 def test_tokens_and_cost_per_agent_update_live() -> None:
@@ -470,8 +567,13 @@ def test_save_shows_the_path_or_the_error() -> None:
     button = find_button(view, "Save")
     assert button is not None
     button.click()
-    assert "saved to /tmp/analysis.ipynb" in shown(view.widget)
+    (note,) = by_class(view, "agentnb-note")
+    # a line one reads: the file's name in bold, on a green background, not small grey text
+    assert '<b title="/tmp/analysis.ipynb">analysis.ipynb</b>' in note.value
+    assert "agentnb-note-saved" in note.value
+    assert "Saved the analysis as" in note.value
     button.click()
+    assert "Not saved: --out x.txt" in note.value
     assert "must end in .ipynb" in shown(view.widget)
 
 
@@ -494,7 +596,8 @@ async def test_approve_resolves_and_takes_the_buttons_away() -> None:
     assert len(panel) == 1
     assert panel[0] in list(walk(card))  # on the card it is about
     labels = [w.description for w in walk(panel[0]) if isinstance(w, widgets.Button)]
-    assert labels == ["Approve & run", "Edit", "Reject", "Stop"]
+    assert labels == ["Approve & run", "Edit", "Reject"]  # Stop is the header's, once
+    assert len(_stop_buttons(view)) == 1
     button = find_button(view, "Approve & run")
     button.click()
     button.click()  # a second click before the first is taken changes nothing
@@ -515,6 +618,32 @@ async def test_edit_returns_the_edited_code() -> None:
     editor.value = "print('mine')"
     await click(view, "Run edited")
     assert await task == Decision.edit("print('mine')")
+
+
+async def test_approve_is_disabled_while_the_editor_or_the_feedback_box_is_open() -> None:
+    view = ChatView("t")
+    code = "units = sales.groupby('region')['units'].sum()\nprint(units)\n"
+    feed(view, proposal_turn(1, code))
+    task = await _waiting(view, ApprovalRequest(kind="step", step=1, text="", code=code))
+    approve = find_button(view, "Approve & run")
+    await click(view, "Edit")
+    assert approve.disabled, "one click beside 'Run edited' would run the unedited code"
+    (editor,) = [w for w in walk(view.widget) if isinstance(w, widgets.Textarea)]
+    assert editor.rows == 3  # the code's two lines and one to grow into
+    assert "agentnb-edit-code" in classes(editor)  # the extension gives it CodeMirror
+    await click(view, "Cancel")
+    assert not approve.disabled
+    await click(view, "Reject")
+    assert approve.disabled
+    await click(view, "Cancel")
+    await click(view, "Approve & run")
+    assert await task == Decision.approve()
+
+
+def test_the_plain_editor_is_sized_to_the_code() -> None:
+    assert editor_rows("print(1)") == 2
+    assert editor_rows("a = 1\nb = 2\nc = 3\n") == 4
+    assert editor_rows("x\n" * 100) == 40
 
 
 async def test_reject_returns_the_feedback() -> None:
@@ -540,7 +669,7 @@ async def test_the_final_report_is_accepted_or_sent_back() -> None:
         for w in walk(by_class(view, "agentnb-approval")[0])
         if isinstance(w, widgets.Button)
     ]
-    assert labels == ["Accept", "Reject", "Stop"]
+    assert labels == ["Accept", "Reject"]
     await click(view, "Accept")
     assert await task == Decision.approve()
 
@@ -553,7 +682,7 @@ async def test_a_request_with_no_card_gets_one() -> None:
     (card,) = cards(view)
     assert "Plot it." in shown(card)
     assert '<span class="n">plot</span>' in shown(card)
-    await click(view, "Stop", "agentnb-stop-run")
+    await click(view, "Stop", "agentnb-stop")
     assert await task == Decision.stop()
 
 
@@ -683,10 +812,99 @@ async def test_rejection_feedback_reaches_the_analyst(start: Start) -> None:
 
 async def test_stop_ends_the_run_as_the_users_choice(start: Start) -> None:
     run = await start({"analyst": [step("print('never')")], "critic": ["APPROVE"]})
-    await click(run.view, "Stop", "agentnb-stop-run")
+    for _ in range(3000):  # until the run waits for a decision
+        if find_button(run.view, "Approve & run") is not None:
+            break
+        await asyncio.sleep(0.01)
+    await click(run.view, "Stop", "agentnb-stop")
     result = await run.result()
     assert result.stop_reason.kind == "user_stop"
     assert result.steps == ()
     assert run.view.phase == "stopped"
     assert "you stopped the run at step 1" in shown(run.view.widget)
     assert find_button(run.view, "Approve & run") is None
+
+
+# --- the static copy of the chat ----------------------------------------------------------------
+
+HOSTILE = (
+    {"output_type": "display_data", "data": {"application/javascript": "window.pwned = 1"}},
+    {
+        "output_type": "display_data",
+        "data": {
+            "text/html": '<b>totals</b><img src="https://evil.example/x.png" onerror="pwn()">'
+            "<script>pwn()</script>",
+            "text/plain": "totals",
+        },
+    },
+)
+
+
+def test_the_static_chat_is_the_widget_as_plain_html_with_nothing_that_runs() -> None:
+    view = ChatView("Which <b>region</b>?")
+    request = ApprovalRequest(kind="step", step=2, text="", code="print(2)")
+    feed(
+        view,
+        [
+            RunStarted(task="t", models={"analyst": "m"}, approve="each", data=(), run_id="r-1"),
+            *a_step(1),
+            *proposal_turn(2, "print(2)", why="A <script>pwn()</script> idea."),
+            *review_turn(2, "revise", "Use **units**."),
+            ApprovalRequested(request=request),
+            ApprovalDecided(request=request, decision=Decision.reject("Plot it instead.")),
+            *executed(3, "display(x)", HOSTILE),
+            *the_end(),
+        ],
+    )
+    view.step_inserted(1, "cell-1")
+    html = view.static_html()
+    # the chat as the widget shows it: reviews, the user's feedback, the report
+    assert html.startswith('<div class="agentnb agentnb-static agentnb-static-r-1">')
+    assert "Use <strong>units</strong>." in html
+    assert "Plot it instead." in html
+    assert "It is <strong>42</strong>." in html
+    assert "the final report was approved" in html
+    # the folded step: its line, and the rest behind a click
+    assert re.search(
+        r'<details class="[^"]*agentnb-fold-static"><summary class="agentnb-fold">', html
+    )
+    assert "agentnb-jump agentnb-to-cell-1" in html
+    # styled where <style> is kept; no buttons, no editors, nothing live
+    assert "<style>" in html
+    assert ".agentnb .agentnb-card" in html
+    assert "<button" not in html
+    assert not re.search(r'class="[^"]*agentnb-live', html)
+    # and nothing that runs or fetches
+    lowered = html.lower()
+    assert "<script" not in lowered
+    assert "onerror" not in lowered
+    assert "evil.example" not in lowered
+    assert "javascript" not in lowered.replace("application/javascript", "")
+    assert "@import" not in lowered
+    assert "url(" not in lowered
+
+
+def test_the_live_widget_hides_its_own_static_copy() -> None:
+    view = ChatView("t")
+    view.handle(RunStarted(task="t", models={}, approve="never", data=(), run_id="r-2"))
+    assert "agentnb-live-r-2" in classes(view.widget)
+    style = by_class(view, "agentnb-style")[0].value
+    assert "body:has(.agentnb-live-r-2) .agentnb-static-r-2 { display: none; }" in style
+
+
+def test_a_running_step_has_a_place_for_its_output_as_it_comes() -> None:
+    # the card's "live" part: what the managed kernel prints while a step runs goes here
+    # (appended as it comes), and the finished run replaces it
+    view = ChatView("t")
+    feed(view, [*proposal_turn(1, "print(1)"), ExecutionStarted(step=1, code="print(1)")])
+    (card,) = cards(view)
+    turn = view._ran[1]
+    turn.append_live('<pre class="agentnb-out-stream">first</pre>')
+    turn.append_live('<pre class="agentnb-out-stream">second</pre>')
+    (live,) = by_class(view, "agentnb-running-output")
+    assert live.value.index("first") < live.value.index("second")
+    parts = [classes(c) for c in card.children]
+    assert parts.index(("agentnb-running-output",)) < parts.index(("agentnb-execution",))
+    execution = Execution(code="print(1)", status="ok", outputs=(), execution_count=1, duration=1)
+    view.handle(ExecutionFinished(step=1, execution=execution))
+    assert by_class(view, "agentnb-running-output") == []

@@ -1,6 +1,8 @@
 /**
  * agentnb-cells: writes the steps an `%%agents` cell approved into the notebook
- * as code cells, below that cell, in JupyterLab 4 and Notebook 7.
+ * as cells below that cell (each step's reason, its code, the final report),
+ * in JupyterLab 4 and Notebook 7; marks those cells as agentnb's; gives the
+ * chat widget's code editor CodeMirror; and styles the chat's static copy.
  *
  * The kernel opens a comm on target `agentnb.cells` from the `%%agents` cell and
  * sends one `insert` per approved step. A page that did not run the cell (the
@@ -13,132 +15,22 @@ import type {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
+import { IEditorServices } from '@jupyterlab/codeeditor';
 import {
   INotebookTracker,
   type ISharedCell,
-  type ISharedCodeCell,
   type NotebookPanel
 } from '@jupyterlab/notebook';
-import type {
-  JSONObject,
-  JSONValue,
-  Kernel,
-  KernelMessage
-} from '@jupyterlab/services';
+import type { Kernel, KernelMessage } from '@jupyterlab/services';
+
+import { RunWriter, show } from './cells';
+import { watchEditors } from './editor';
+import { listenForJumps, watchMarks } from './marks';
 
 const TARGET = 'agentnb.cells';
-const VERSION = 2;
+const VERSION = 3;
 /** The versions of a kernel's open this extension answers, in that version. */
-const SPOKEN = [1, 2];
-const WIDGET_VIEW = 'application/vnd.jupyter.widget-view+json';
-
-interface IRun {
-  anchor: string | null;
-  run_id: string;
-}
-
-interface IPlacement {
-  index: number;
-  note?: string;
-}
-
-function provenance(cell: ISharedCell): JSONObject {
-  const meta = cell.getMetadata('agentnb');
-  return meta !== null && typeof meta === 'object' ? (meta as JSONObject) : {};
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function isObject(value: JSONValue | undefined): value is JSONObject {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-/** The cells of one run: where they go, and that each lands once. */
-class RunWriter {
-  private last: string | null = null;
-
-  constructor(
-    private readonly panel: NotebookPanel,
-    private readonly run: IRun
-  ) {}
-
-  handle(data: JSONObject): JSONObject {
-    const key = typeof data.key === 'string' ? data.key : null;
-    if (data.action !== 'insert' || key === null) {
-      const message = 'expected {action: "insert", key, cell}';
-      return { event: 'error', key, message };
-    }
-    try {
-      return { event: 'inserted', key, ...this.insert(key, data.cell as JSONObject) };
-    } catch (error) {
-      return { event: 'error', key, message: describe(error) };
-    }
-  }
-
-  private insert(key: string, cell: JSONObject): JSONObject {
-    const model = this.panel.model;
-    if (model === null) {
-      throw new Error('the notebook is not loaded');
-    }
-    const notebook = model.sharedModel;
-    // The key is the de-duplication: a step re-sent, or already in a notebook
-    // that was saved and re-opened, is reported where it is, not added again.
-    const existing = notebook.cells.findIndex(c => provenance(c).key === key);
-    if (existing >= 0) {
-      this.last = notebook.cells[existing].id;
-      return { cell_id: this.last, index: existing, duplicate: true };
-    }
-    const { index, note } = this.placement(notebook.cells);
-    const source = cell.source;
-    // Never trusted, whatever the kernel sent: model-written code made the
-    // outputs, and a trusted cell would run the script they might carry.
-    const metadata = { ...((cell.metadata ?? {}) as JSONObject) };
-    delete metadata.trusted;
-    const tags = (metadata.agentnb ?? {}) as JSONObject;
-    // Through the shared model, not a notebook command: the active cell, the
-    // focus and the scroll position stay where the user has them (the notebook
-    // widget shifts its active index past cells inserted above it).
-    const created = notebook.insertCell(index, {
-      cell_type: 'code',
-      source: Array.isArray(source) ? source.join('') : String(source ?? ''),
-      outputs: Array.isArray(cell.outputs) ? cell.outputs : [],
-      metadata: { ...metadata, agentnb: { ...tags, key } },
-      execution_count: null
-    });
-    this.last = created.id;
-    return note === undefined
-      ? { cell_id: created.id, index }
-      : { cell_id: created.id, index, note };
-  }
-
-  /**
-   * After this run's previous cell (still there), else its last surviving cell,
-   * else the `%%agents` cell, looked up now because the user may have moved
-   * cells since the run started.
-   */
-  private placement(cells: readonly ISharedCell[]): IPlacement {
-    const ids = cells.map(c => c.id);
-    let after = this.last === null ? -1 : ids.indexOf(this.last);
-    for (let i = cells.length - 1; after < 0 && i >= 0; i--) {
-      if (provenance(cells[i]).run_id === this.run.run_id) {
-        after = i;
-      }
-    }
-    if (after < 0 && this.run.anchor !== null) {
-      after = ids.indexOf(this.run.anchor);
-    }
-    if (after >= 0) {
-      return { index: after + 1 };
-    }
-    const note =
-      this.run.anchor === null
-        ? 'the kernel named no %%agents cell: appended at the end'
-        : `the %%agents cell ${this.run.anchor} is gone: appended at the end`;
-    return { index: cells.length, note };
-  }
-}
+const SPOKEN = [1, 2, 3];
 
 function opened(
   panel: NotebookPanel,
@@ -179,53 +71,6 @@ function isAgentsCell(cell: ISharedCell): boolean {
 }
 
 /**
- * Puts the run's widget back into its `%%agents` cell and trusts that cell, so
- * that the widget renders rather than its text (a widget view is not a safe
- * mimetype, and a notebook with inserted steps is never signed, so it opens
- * with every cell untrusted). `live`: the run is going on, and its widget goes
- * into the cell even if the cell lost it; an ended run's widget is shown only
- * where the cell still has it.
- */
-function show(
-  panel: NotebookPanel,
-  anchor: string | null,
-  display: JSONValue,
-  live: boolean
-): void {
-  const view = isObject(display) ? display[WIDGET_VIEW] : undefined;
-  const model = panel.model;
-  if (anchor === null || !isObject(display) || !isObject(view) || model === null) {
-    return;
-  }
-  const index = model.sharedModel.cells.findIndex(c => c.id === anchor);
-  const cell = model.sharedModel.cells[index];
-  if (cell === undefined || cell.cell_type !== 'code') {
-    return;
-  }
-  const code = cell as ISharedCodeCell;
-  const outputs = code.getOutputs();
-  const shows = outputs.some(output => {
-    const data = output.data;
-    const shown = isObject(data) ? data[WIDGET_VIEW] : undefined;
-    return isObject(shown) && shown.model_id === view.model_id;
-  });
-  const cellModel = model.cells.get(index);
-  if (cellModel.id !== anchor || (shows && cellModel.trusted) || (!shows && !live)) {
-    return;
-  }
-  // Trusted with the kernel's display, not the notebook file's copy of it;
-  // text outputs (the cell's one-line error) stay, as they render as text.
-  const text = outputs.filter(
-    output => output.output_type === 'stream' || output.output_type === 'error'
-  );
-  cellModel.trusted = true;
-  code.setOutputs([
-    { output_type: 'display_data', data: display, metadata: {} },
-    ...text
-  ]);
-}
-
-/**
  * Asks the kernel for the `%%agents` runs going on in this notebook that this
  * page did not start. Only for notebooks with an `%%agents` cell: a kernel
  * without agentnb loaded logs the unknown target and closes the comm.
@@ -255,7 +100,7 @@ function attach(
         writers.set(runId, new RunWriter(panel, { anchor, run_id: runId }));
       }
       try {
-        show(panel, anchor, data.display ?? null, live);
+        show(panel, anchor, data.display ?? null, data.chat ?? null, live);
       } catch (error) {
         console.warn(`agentnb-cells: the widget of run ${runId} was not shown:`, error);
       }
@@ -277,9 +122,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Inserts the steps an %%agents cell approved as code cells below it.',
   autoStart: true,
   requires: [INotebookTracker],
-  activate: (app: JupyterFrontEnd, tracker: INotebookTracker): void => {
+  optional: [IEditorServices],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    services: IEditorServices | null
+  ): void => {
     const client = /notebook/i.test(app.name) ? 'notebook' : 'lab';
+    listenForJumps(tracker);
     const watch = (panel: NotebookPanel): void => {
+      watchMarks(panel);
+      if (services !== null) {
+        watchEditors(panel, services);
+      }
       let kernel: Kernel.IKernelConnection | null = null;
       const connected = (
         connection: Kernel.IKernelConnection,

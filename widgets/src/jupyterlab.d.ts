@@ -104,11 +104,34 @@ declare module '@jupyterlab/notebook' {
   /** A cell's model; `trusted` lets its outputs use renderers that are not safe. */
   export interface ICellModel {
     readonly id: string;
+    readonly type: string;
     trusted: boolean;
+    getMetadata(key: string): unknown;
   }
   export interface INotebookModel {
     readonly sharedModel: ISharedNotebook;
-    readonly cells: { readonly length: number; get(index: number): ICellModel };
+    readonly cells: {
+      readonly length: number;
+      get(index: number): ICellModel;
+      readonly changed: ISignal<unknown, unknown>;
+    };
+  }
+  /** A cell's widget (@jupyterlab/cells), as the notebook shows it. */
+  export interface Cell {
+    readonly model: ICellModel;
+    readonly node: HTMLElement;
+    readonly isDisposed: boolean;
+    addClass(name: string): void;
+    removeClass(name: string): void;
+  }
+  /** The notebook widget: its cells' widgets, in order. */
+  export interface Notebook {
+    readonly node: HTMLElement;
+    readonly widgets: readonly Cell[];
+    activeCellIndex: number;
+    mode: 'command' | 'edit';
+    deselectAll(): void;
+    scrollToCell(cell: Cell, align?: 'auto' | 'smart' | 'center' | 'start' | 'end'): Promise<void>;
   }
   export interface ISessionContext {
     readonly session: { readonly kernel: Kernel.IKernelConnection | null } | null;
@@ -117,6 +140,8 @@ declare module '@jupyterlab/notebook' {
   export interface NotebookPanel {
     /** Resolves once the notebook's file is loaded into `model`. */
     readonly context: { readonly ready: Promise<void> };
+    readonly content: Notebook;
+    readonly node: HTMLElement;
     readonly isDisposed: boolean;
     readonly model: INotebookModel | null;
     readonly sessionContext: ISessionContext;
@@ -124,7 +149,9 @@ declare module '@jupyterlab/notebook' {
   }
   export interface INotebookTracker {
     readonly widgetAdded: ISignal<INotebookTracker, NotebookPanel>;
+    readonly currentWidget: NotebookPanel | null;
     forEach(fn: (panel: NotebookPanel) => void): void;
+    find(fn: (panel: NotebookPanel) => boolean): NotebookPanel | undefined;
   }
   export const INotebookTracker: Token<INotebookTracker>;
 }
@@ -139,6 +166,56 @@ declare module '@jupyterlab/application' {
     description?: string;
     autoStart?: boolean;
     requires?: unknown[];
+    optional?: unknown[];
     activate: (app: JupyterFrontEnd, ...args: any[]) => T;
   }
+}
+
+declare module '@jupyterlab/codeeditor' {
+  interface ISignal<T, U> {
+    connect(slot: (sender: T, args: U) => void): boolean;
+    disconnect(slot: (sender: T, args: U) => void): boolean;
+  }
+  interface Token<T> {
+    readonly name: string;
+    readonly _type?: T;
+  }
+
+  export namespace CodeEditor {
+    /** The text of an editor (@jupyter/ydoc's ISharedText). */
+    interface ISharedText {
+      readonly changed: ISignal<ISharedText, unknown>;
+      getSource(): string;
+      setSource(value: string): void;
+    }
+    interface IModel {
+      mimeType: string;
+      readonly sharedModel: ISharedText;
+      dispose(): void;
+    }
+    class Model implements IModel {
+      constructor(options?: { mimeType?: string });
+      mimeType: string;
+      readonly sharedModel: ISharedText;
+      dispose(): void;
+    }
+    interface IEditor {
+      readonly host: HTMLElement;
+      readonly isDisposed: boolean;
+      focus(): void;
+      dispose(): void;
+      setCursorPosition(position: { line: number; column: number }): void;
+    }
+    interface IOptions {
+      host: HTMLElement;
+      model: IModel;
+      config?: Record<string, unknown>;
+    }
+  }
+  export interface IEditorServices {
+    readonly factoryService: {
+      newInlineEditor(options: CodeEditor.IOptions): CodeEditor.IEditor;
+    };
+  }
+  export const IEditorServices: Token<IEditorServices>;
 }
