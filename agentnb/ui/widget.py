@@ -71,6 +71,7 @@ from .render import (
     markdown_html,
     model_meta,
     notice_html,
+    outputs_html,
     proposal_html,
     report_html,
     review_html,
@@ -223,7 +224,7 @@ class ChatView:
             case ExecutionStarted():
                 self._on_execution_started(event)
             case ExecutionOutput():
-                pass  # shown from the record by the step's card (see the running card)
+                self._on_execution_output(event)
             case ExecutionFinished():
                 self._on_execution_finished(event)
             case DataReady():
@@ -393,6 +394,17 @@ class ChatView:
         step = self.record.steps[event.step]
         card.show_html("execution", _execution(step), "agentnb-execution")
         self._set_phase(self.record.phase)
+
+    def _on_execution_output(self, event: ExecutionOutput) -> None:
+        """A running step's outputs so far, and how long it has run, as a cell shows them."""
+        card = self._ran.get(event.step)
+        if card is None or card.ran:
+            return
+        card.clear_live()
+        clock = (
+            f'<div class="agentnb-running-clock">running · {format_duration(event.elapsed)}</div>'
+        )
+        card.append_live(clock + outputs_html(event.outputs))
 
     def _on_execution_finished(self, event: ExecutionFinished) -> None:
         if event.step == 0:

@@ -22,6 +22,7 @@ from agentnb.chat.events import (
     DataReady,
     Event,
     ExecutionFinished,
+    ExecutionOutput,
     ExecutionStarted,
     MessagePosted,
     ModelCalled,
@@ -908,3 +909,21 @@ def test_a_running_step_has_a_place_for_its_output_as_it_comes() -> None:
     execution = Execution(code="print(1)", status="ok", outputs=(), execution_count=1, duration=1)
     view.handle(ExecutionFinished(step=1, execution=execution))
     assert by_class(view, "agentnb-running-output") == []
+
+
+def test_a_running_steps_output_and_clock_show_until_it_has_run() -> None:
+    view = ChatView("Q?")
+    code = "for i in range(3): print('tick', i)"
+    events = [*proposal_turn(1, code), *review_turn(1), *executed(1, code)]
+    started = next(i for i, e in enumerate(events) if isinstance(e, ExecutionStarted))
+    feed(view, events[: started + 1])
+    tick = {"output_type": "stream", "name": "stdout", "text": "tick 0\ntick 1\n"}
+    view.handle(ExecutionOutput(step=1, outputs=(tick,), elapsed=12.5))
+    now = shown(view.widget)
+    assert "running · 12" in now
+    assert "tick 1" in now
+    hostile = {"output_type": "display_data", "data": {"text/html": "<script>x()</script>"}}
+    view.handle(ExecutionOutput(step=1, outputs=(tick, hostile), elapsed=13.0))
+    assert "<script" not in shown(view.widget)  # sanitised as every output is
+    feed(view, events[started + 1 :])
+    assert "running ·" not in shown(view.widget)  # the finished step shows instead
