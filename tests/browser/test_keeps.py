@@ -112,7 +112,7 @@ def _edit_step_1(notebook: Notebook) -> None:
 
 
 def _insertions(notebook: Notebook, count: int) -> dict[int, dict[str, Any]] | None:
-    found = _agent_cells(notebook.cells())
+    found = _agent_cells(notebook.cells(), None)  # notes, steps and the report
     return found if len(found) == count else None
 
 
