@@ -641,12 +641,16 @@ class Notebook:
         """Press Ctrl+S; wait until the contents API has the notebook as the page has it.
         Returns the saved notebook."""
         before = self.server.api("GET", f"/api/contents/{self._quoted(None)}?content=0")
+        was_dirty = self.state()["dirty"]
         self.page.evaluate(_BLUR_JS)  # a focused widget input would swallow the shortcut
         self.page.keyboard.press("Control+s")
 
         def saved() -> dict[str, Any] | None:
             model = self.server.api("GET", f"/api/contents/{self._quoted(None)}?content=1")
-            if model["last_modified"] == before["last_modified"] or self.state()["dirty"]:
+            if self.state()["dirty"]:
+                return None
+            # a notebook saved already (autosave on a slow machine) need not be written again
+            if model["last_modified"] == before["last_modified"] and was_dirty:
                 return None
             on_disk = [cell["source"] for cell in model["content"]["cells"]]
             in_page = [cell["source"] for cell in self.cells()]
