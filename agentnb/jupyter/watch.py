@@ -97,10 +97,9 @@ class Analysis:
         kind = "agentnb"
         if why is None and result is not None:
             why, kind = result.stop_reason.message, result.stop_reason.kind
-            if result.transcript_path is not None:
-                kept = (
-                    f"; what ran is kept (%agents save PATH; transcript {result.transcript_path})"
-                )
+            transcript = result.transcript_path
+            if transcript is not None:
+                kept = f"; what ran is kept (%agents save PATH; transcript {transcript})"
         if brief:
             return f"the analysis above failed ({kind}): its last line says why and what to do"
         return f"{why}{kept}"

@@ -7,7 +7,7 @@ import time
 
 from playwright.sync_api import expect
 
-from .harness import Notebook
+from .harness import Notebook, agentnb_extension
 
 BUTTON_CELL = """\
 from pathlib import Path
@@ -134,3 +134,17 @@ def test_fill_a_text_widget_and_interrupt_a_cell(notebook: Notebook) -> None:
     notebook.wait_idle(timeout=15)
     assert "KeyboardInterrupt" in notebook.output_text(2)
     assert not notebook.console.errors
+
+
+def test_the_page_loads_the_agentnb_extension_built_from_this_checkout(notebook: Notebook) -> None:
+    built = agentnb_extension()
+    assert built is not None, "agentnb is not imported from a source tree"
+    (entry,) = [p.name for p in (built / "static").glob("remoteEntry.*.js")]
+    notebook.create("empty.ipynb", ["1 + 1"])
+    notebook.open("empty.ipynb")
+    extensions = notebook.page.evaluate(
+        "() => JSON.parse(document.getElementById('jupyter-config-data').textContent)"
+        ".federated_extensions"
+    )
+    (ours,) = [e for e in extensions if e["name"] == "agentnb-cells"]
+    assert ours["load"] == f"static/{entry}"

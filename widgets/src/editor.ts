@@ -65,9 +65,17 @@ function mount(area: HTMLTextAreaElement, services: IEditorServices): void {
   });
   area.classList.add(HIDDEN);
   mounted.add({ editor, model, host });
-  editor.focus();
-  const lines = area.value.split('\n');
-  editor.setCursorPosition({ line: lines.length - 1, column: lines[lines.length - 1].length });
+  // Opened by a click on Edit (which has the focus): the user is about to type.
+  // Not when a reopened page draws a drawer that was left open.
+  const panel = area.closest('.agentnb-approval');
+  if (panel !== null && panel.contains(document.activeElement)) {
+    editor.focus();
+    const lines = area.value.split('\n');
+    editor.setCursorPosition({
+      line: lines.length - 1,
+      column: lines[lines.length - 1].length
+    });
+  }
 }
 
 function enhance(root: HTMLElement, services: IEditorServices): void {
