@@ -260,6 +260,30 @@ class RunOptions:
                 values[name], sources[name] = value, source
         return Resolved(cls(**values), sources)
 
+    @classmethod
+    def from_keywords(
+        cls,
+        keywords: Mapping[str, Any],
+        *,
+        defaults: Mapping[str, Any] = {},
+    ) -> Resolved:
+        """Options given as keywords (``agentnb.run``, ``agentnb.evaluate``): None is
+        not set, except ``max_turns=None``, which means no limit; paths may be path
+        objects. A malformed value is a :class:`ConfigError` in the keyword's words."""
+        from .flags import UsageError
+
+        given = {
+            name: os.fspath(value) if isinstance(value, os.PathLike) else value
+            for name, value in keywords.items()
+            if value is not None
+        }
+        if "max_turns" in keywords and keywords["max_turns"] is None:
+            given["max_turns"] = None
+        try:
+            return cls.resolve(given, defaults=defaults, given_as="argument")
+        except UsageError as err:
+            raise ConfigError(str(err).replace("(from argument)", "").strip()) from None
+
     def changed(self, **values: Any) -> RunOptions:
         return dataclasses.replace(self, **values)
 

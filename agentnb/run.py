@@ -32,7 +32,6 @@ from .chat.termination import CostBudget, MaxTurns, TerminationCondition, TimeLi
 from .chat.transcript import default_transcript_dir
 from .chat.usage import PriceTable
 from .errors import ConfigError
-from .flags import UsageError
 from .jupyter.notebook import build_notebook, save_notebook
 from .jupyter.sources import save_values
 from .kernel import KernelConfig, ManagedKernel
@@ -171,20 +170,8 @@ async def arun(
     resume: Resumption | None = None,
 ) -> RunResult:
     """Run an analysis to its end. See :func:`run` for the arguments."""
-    given = {
-        name: value
-        for name, value in locals().items()
-        if name in specs() and value is not None and value is not _DEFAULT
-    }
-    if max_turns is None:  # said so: no limit
-        given["max_turns"] = None
-    for name in ("out", "transcript", "cache"):
-        if isinstance(given.get(name), os.PathLike):
-            given[name] = os.fspath(given[name])
-    try:
-        resolved = RunOptions.resolve(given, defaults={"approve": "never"}, given_as="argument")
-    except UsageError as err:  # as a ConfigError, in the words of the keyword
-        raise ConfigError(str(err).replace("(from argument)", "").strip()) from None
+    keywords = {n: v for n, v in locals().items() if n in specs() and v is not _DEFAULT}
+    resolved = RunOptions.from_keywords(keywords, defaults={"approve": "never"})
     return await run_with(
         task,
         resolved,

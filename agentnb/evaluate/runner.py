@@ -25,7 +25,6 @@ from ..chat.events import Event, RunStarted
 from ..chat.group import RunResult
 from ..chat.roles import ANALYST, CRITIC
 from ..errors import AgentnbError, ConfigError
-from ..flags import UsageError
 from ..kernel import KernelConfig
 from ..models.base import ModelClient
 from ..options import Resolved, RunOptions, specs
@@ -146,14 +145,8 @@ async def aevaluate(
             raise ConfigError(f"evaluate() takes no {name!r}: {why}")
     if options.get("approve") not in (None, "never"):
         raise ConfigError("evaluate() runs every task headless: approve is always 'never'")
-    given = {name: value for name, value in options.items() if value is not None}
-    given["approve"] = "never"  # whatever $AGENTNB_APPROVE or configuration say
-    if "max_turns" in options and options["max_turns"] is None:
-        given["max_turns"] = None
-    try:
-        resolved = RunOptions.resolve(given, defaults={"approve": "never"}, given_as="argument")
-    except UsageError as err:
-        raise ConfigError(str(err).replace("(from argument)", "").strip()) from None
+    # approve is never, whatever $AGENTNB_APPROVE or configuration say
+    resolved = RunOptions.from_keywords({**options, "approve": "never"})
     return await evaluate_with(
         suite,
         resolved,
