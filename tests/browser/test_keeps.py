@@ -196,6 +196,8 @@ def test_the_notebook_keeps_the_analysis_when_the_kernel_is_gone(notebook: Noteb
     notebook.screenshot("2-folded", show=widget)
     step_2.locator(".agentnb-jump").click()
     notebook.wait_for(lambda: notebook.state()["cells"][6]["active"], "step 2's cell selected")
+    mode = "() => window.jupyterapp.shell.currentWidget.content.mode"
+    notebook.wait_for(lambda: notebook.page.evaluate(mode) == "command", "command mode")
     # while the widget lives, the static copy of the chat beside it is hidden
     assert notebook.cell(2).locator(".agentnb-static").count() == 1
     assert _copies(notebook, 2) == ["widget"]

@@ -118,8 +118,10 @@ async function reveal(panel: NotebookPanel, id: string): Promise<boolean> {
   const cell = notebook.widgets[index];
   notebook.deselectAll();
   notebook.activeCellIndex = index;
-  notebook.mode = 'command';
   await notebook.scrollToCell(cell, 'center');
+  // in command mode, as after Esc: a key typed next does not edit the cell
+  notebook.mode = 'command';
+  notebook.node.focus();
   cell.addClass(FLASH);
   window.setTimeout(() => {
     if (!cell.isDisposed) {
