@@ -16,12 +16,13 @@ goes where code is written or judged. Then, per kind of call:
   pending proposal and the feedback on it.
 - **A reviewer of a proposed step** judges that step: it sees the schema, the
   earlier steps as their definitions (a failed one as one line), the latest
-  step's definitions and a cut of its output, and the proposal. It judged each
+  step's definitions and a cut of its output (a failed one: its code and the
+  error, which the proposal should fix), and the proposal. It judged each
   earlier step's code before it ran, so a step's whole code comes only where it
-  failed or the user edited it; the final report is judged on all of them.
+  failed or the user edited it.
 - **A reviewer of the final report** sees what the report rests on: the whole
-  data summary, every step's code and output, the report. No files note: there
-  is no code to judge.
+  data summary, every step's output, the report; a step's code as its
+  definitions, as in a step review. No files note: there is no code to judge.
 
 The prompt therefore grows with the number of steps, not with the square of the
 turns, and an old traceback is never sent again.
@@ -268,12 +269,17 @@ def definitions(code: str) -> str | None:
     return "\n".join("\n".join(lines[a - 1 : b]) for a, b in spans)
 
 
-def _one_line(step: Step, *, superseded: bool) -> str:
+def _failure(step: Step) -> str:
+    """How a failed step ended, in one line: ``failed with <data>KeyError: …</data>``."""
     ex = step.execution
     err = ex.error
     what = f"{err.get('ename', 'Error')}: {err.get('evalue', '')}" if err else ex.status
-    what = data_block(truncate_middle(str(what), 200), inline=True)
-    line = f"### Step {step.number} ({ex.status}): failed with {what}"
+    return "failed with " + data_block(truncate_middle(str(what), 200), inline=True)
+
+
+def _one_line(step: Step, *, superseded: bool) -> str:
+    ex = step.execution
+    line = f"### Step {step.number} ({ex.status}): {_failure(step)}"
     if ex.restarted:
         line += "; the kernel was restarted, so the names of earlier steps are gone"
     return line + ("; superseded." if superseded else ".")
@@ -304,14 +310,18 @@ def _step_block(
         # its own latest step whole; an earlier one as what later code builds on
         whole = latest or not ex.ok
         output = limits.latest_output if latest else limits.earlier_output
-    elif view == "step_review":
-        # reviewed before it ran, unless it failed or the user changed it
-        whole = not ex.ok or step.edited
-        output = limits.review_latest_output if latest else 0
     else:
-        # what the report rests on: every step's code (its charts too) and output
-        whole = True
-        output = limits.latest_output if latest else limits.report_earlier_output
+        # The reviewer judged each step's code before it ran: it sees the whole code
+        # again only where the step failed or the user changed it.
+        whole = not ex.ok or step.edited
+        if view == "report_review":  # what the report rests on: every result
+            output = limits.latest_output if latest else limits.report_earlier_output
+        elif not ex.ok and latest:
+            # the proposal in front of it fixes this: what failed, not the whole output
+            block = _code_part(step, whole=True, latest=True, limits=limits)
+            return f"{block}\n{_failure(step)}"
+        else:
+            output = limits.review_latest_output if latest else 0
     block = _code_part(step, whole=whole, latest=latest, limits=limits)
     if output:
         block += f"\nOutput:\n{data_block(ex.to_model_text(output))}"

@@ -590,7 +590,8 @@ _SITE = re.compile(r"^File .*?/(?:site|dist)-packages/")
 
 
 def _compact_frames(frames: Sequence[str]) -> list[str]:
-    """Keep the step's own frames and the innermost one; count the rest."""
+    """Keep the step's own frames and the innermost one, each as its location and
+    the line that raised; count the rest."""
     keep = [i for i, f in enumerate(frames) if _CELL_FRAME.search(f)]
     if frames:
         keep.append(len(frames) - 1)
@@ -599,15 +600,15 @@ def _compact_frames(frames: Sequence[str]) -> list[str]:
     for i in sorted(set(keep)):
         if i - previous > 1 and previous >= 0:
             kept.append(f"[… {i - previous - 1} library frame(s) omitted …]")
-        frame = frames[i] if _CELL_FRAME.search(frames[i]) else _where(frames[i])
-        kept.append(truncate_middle(frame, _FRAME_LIMIT))
+        kept.append(truncate_middle(_where(frames[i]), _FRAME_LIMIT))
         previous = i
     return kept
 
 
 def _where(frame: str) -> str:
-    """A library frame as its location and the line that raised, without the
-    surrounding source: the model needs where it failed, not pandas' code."""
+    """A frame as its location and the line that raised, without the surrounding
+    source: the model needs where it failed, not pandas' code, and every prompt that
+    shows a failed step's traceback shows its code too."""
     lines = frame.splitlines()
     arrows = [line for line in lines[1:] if _ARROW.match(line)]
     return "\n".join([_SITE.sub("File ", lines[0]) if lines else "", *arrows])

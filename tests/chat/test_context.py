@@ -151,10 +151,14 @@ def test_the_critic_of_a_step_sees_that_step_and_the_latest_result() -> None:
     assert "FILES-NOTE" in text  # it judges where code writes
 
 
-def test_the_critic_of_a_fix_sees_the_failed_step_whole() -> None:
-    text = review(brief(LOAD, WRONG), 3, TOTALS.code)
-    assert "### Step 2 (error)\n```python\n" + WRONG.code in text
-    assert "KeyError" in text
+def test_the_critic_of_a_fix_sees_the_failed_step_whole_and_its_error_in_one_line() -> None:
+    failed = ran(
+        2, WRONG.code, out("PRINTED-BEFORE\n"), error("KeyError", "'price'"), status="error"
+    )
+    text = review(brief(LOAD, failed), 3, TOTALS.code)
+    assert "### Step 2 (error)\n```python\n" + WRONG.code + "\n```\n" in text
+    assert "failed with <data>KeyError: 'price'</data>" in text
+    assert "PRINTED-BEFORE" not in text  # the author sees the whole output, not the critic
     assert "### Step 1 (ok), definitions only" in text
     # an earlier failure that nothing superseded yet is one line for the critic
     still = ran(3, "df.nope()", error("AttributeError", "nope"), status="error")
@@ -176,9 +180,10 @@ def test_the_final_review_carries_the_full_summary_and_every_result() -> None:
     assert "## Data\n<data>\n### sales" in text
     assert "2024-07-21" in text
     assert "10.613" in text
-    # every step's code, whole, and its output
-    assert "print(df.shape)" in text
-    assert "print(totals)" in text
+    # every step's output; its code as the definitions the critic judged before it ran
+    assert 'parse_dates=["date"]' in text
+    assert "print(df.shape)" not in text
+    assert "### Step 3 (ok), definitions only" in text
     assert long in text
     assert "TOTALS-OUTPUT" in text
     assert "## Final report by analyst\nNorth leads." in text

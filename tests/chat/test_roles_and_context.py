@@ -262,10 +262,12 @@ async def test_each_role_sees_what_its_call_needs(chat: ChatRunner) -> None:
     assert "ctx_total = ctx_sales['units'].sum()" in third
     assert "TOTAL 7" not in third
     assert "head:" not in third
-    # the final review: the whole summary, every step's code and output
+    # the final review: the whole summary, every step's output, the code as it was judged
     final = critic[3]
     assert "head:" in final
-    for seen in ("print('TOTAL', ctx_total)", "TOTAL 7", "SHARE 0.7", "SHARE-OK 0.7"):
+    assert "ctx_total = ctx_sales['units'].sum()" in final
+    assert "print('TOTAL', ctx_total)" not in final
+    for seen in ("TOTAL 7", "SHARE 0.7", "SHARE-OK 0.7"):
         assert seen in final
     assert "## Final report by analyst\nThe total is 7." in final
 

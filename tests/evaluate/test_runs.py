@@ -113,7 +113,8 @@ async def test_a_task_that_times_out_or_crashes_its_kernel_fails_with_its_reason
         behaviours={"slow": lambda _: step("import time\ntime.sleep(60)"), "crash": crash},
     )
     result = await aevaluate(
-        suite, out=tmp_path / "out", concurrency=3, time_limit=5, kernel_config=FAST,
+        # long enough for three kernel deaths and restarts on a loaded machine
+        suite, out=tmp_path / "out", concurrency=3, time_limit=15, kernel_config=FAST,
         **endpoint(server),
     )  # fmt: skip
     by_id = {r["id"]: r for r in result.records}
@@ -123,7 +124,7 @@ async def test_a_task_that_times_out_or_crashes_its_kernel_fails_with_its_reason
     assert slow["stop_reason"] == "time_limit"
     assert "stopped after" in slow["stop_message"]
     assert slow["step_statuses"] == ["interrupted"]
-    assert slow["wall_time"] < 30
+    assert slow["wall_time"] < 45
     assert not crashed["correct"]
     assert crashed["status"] == "failed"
     assert crashed["stop_reason"] == "loop_guard"

@@ -187,7 +187,7 @@ def test_model_text_describes_images_and_prefers_markdown() -> None:
     ]
 
 
-def test_model_text_keeps_the_steps_frames_and_the_raising_one() -> None:
+def test_model_text_keeps_the_raising_line_of_the_steps_frames_and_the_innermost_one() -> None:
     traceback = [
         "-----------------------------------------------------------------",
         "KeyError                                  Traceback (most recent call last)",
@@ -209,7 +209,8 @@ def test_model_text_keeps_the_steps_frames_and_the_raising_one() -> None:
         ],
         limit=5_000,
     )
-    assert "Cell In[4], line 2" in text
+    assert "Cell In[4], line 2\n----> 2 df['price']" in text
+    assert "df = load()" not in text  # the step's code is shown beside it: no context lines
     assert "[… 2 library frame(s) omitted …]" in text
     assert "raise KeyError(key) from err" in text
     assert text.endswith("KeyError: 'price'")
