@@ -27,6 +27,7 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 from ..errors import KernelStartError
+from . import leftovers
 from .backend import Message
 from .sandbox import (
     SandboxPolicy,
@@ -122,12 +123,14 @@ class LocalBackend:
                 "create it or set another one (KernelConfig.cwd)"
             )
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="agentnb-kernel-"))
+            leftovers.sweep()
+            self._dir = Path(tempfile.mkdtemp(prefix=leftovers.PREFIX))
         if self._settings is not None:
             # on the loop, though the first call waits for bwrap's probe and the
             # interpreter's answer (tens of ms, once per process): a kernel started
             # from a notebook cell then starts before the next cell, as unsandboxed
             self.sandbox = self._policy(cwd)
+        leftovers.claim(self._dir, cgroup=self._cgroup)
         # our own zmq context, destroyed in _teardown: a context left to the
         # garbage collector with a socket still open blocks it forever
         self._context = zmq.asyncio.Context()
@@ -230,6 +233,7 @@ class LocalBackend:
     def _remove_files(self) -> None:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
+            leftovers.release(self._dir)
             self._dir = None
         if self._cgroup is not None:
             remove_cgroup(self._cgroup)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agentnb import KernelConfig, KernelError, KernelStartError, ManagedKernel, SyncBridge
+from agentnb.kernel import leftovers
 
 from ..conftest import FAST, host_pids
 
@@ -174,7 +175,7 @@ def test_the_kernel_dies_with_the_process_that_started_it(
         async def main():
             kernel = ManagedKernel(KernelConfig(preload=()))
             await kernel.start()
-            print(kernel.pid, flush=True)
+            print(kernel.pid, kernel.log_path.parent, flush=True)
             await asyncio.sleep(600)
         asyncio.run(main())
     """)
@@ -182,11 +183,16 @@ def test_the_kernel_dies_with_the_process_that_started_it(
     owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert owner.stdout is not None
-        kernel_pid = int(owner.stdout.readline())
+        pid, folder = owner.stdout.readline().split()
+        kernel_pid = int(pid)
         os.kill(owner.pid, signal.SIGKILL)  # no cleanup code gets to run
         owner.wait()
         # ipykernel's parent poller ends a kernel whose parent is gone
         assert wait_gone(kernel_pid, within=15, zombie_ok=True)
+        # its folder (connection file, key, log) is left; the next process removes it
+        assert Path(folder).is_dir()
+        assert Path(folder) in leftovers.sweep(str(Path(folder).parent), force=True)
+        assert not Path(folder).exists()
     finally:
         owner.kill()
 
