@@ -58,6 +58,7 @@ up it opens one itself, on the kernel's target of the same name (registered by
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -343,6 +344,7 @@ class CellWriter:
         self._link: _Link | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+        self._context: contextvars.Context | None = None
         self._answered: asyncio.Future[bool] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -355,6 +357,7 @@ class CellWriter:
             return
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._context = contextvars.copy_context()
         self._answered = self._loop.create_future()
         self._timer = self._loop.call_later(self._ready_timeout, self._give_up, NO_ANSWER)
         data = {"anchor": self.anchor, "run_id": self.run_id, "version": PROTOCOL_VERSION}
@@ -516,11 +519,20 @@ class CellWriter:
 
     def _on_loop(self, handler: Callable[..., None], *args: Any) -> None:
         # ipykernel 7 may dispatch comm messages on a subshell thread; the writer's
-        # state belongs to the loop that opened it.
+        # state belongs to the loop that opened it. And under the %%agents cell's
+        # request, as the run's own widget updates are: ipykernel routes a widget's
+        # clicks to the subshell of the request it last published under, and the
+        # subshell JupyterLab keeps for this comm target is gone once the comm has
+        # closed, taking with it the clicks on the widgets the handlers changed (a
+        # folded step's "show").
+        context = self._context.copy() if self._context is not None else None
         if self._loop is None or threading.get_ident() == self._loop_thread:
-            handler(*args)
+            if context is None:
+                handler(*args)
+            else:
+                context.run(handler, *args)
         else:
-            self._loop.call_soon_threadsafe(handler, *args)
+            self._loop.call_soon_threadsafe(handler, *args, context=context)
 
     def _display_bundle(self) -> Mapping[str, Any] | None:
         if self._display is None:

@@ -461,6 +461,33 @@ async def test_a_page_opened_later_gets_the_outputs_as_a_later_step_left_them(
     assert await page.evaluate("writer.errors, statuses") == ([], [])
 
 
+@kernel_tier
+async def test_the_frontends_answers_are_handled_under_the_agents_cells_request(
+    frontend: Frontend,
+) -> None:
+    # what the callbacks change (the widget: a step's card folds, with a "show" button)
+    # is published under the %%agents cell's request, as the run's other widget updates:
+    # ipykernel sends a widget's clicks to the subshell of the request it last published
+    # under, and JupyterLab's subshell for the agentnb.cells comm goes with that comm
+    cell_msg = await frontend.execute(
+        "from agentnb.jupyter.cells import CellWriter, anchor_cell_id\n"
+        "from IPython import get_ipython\n"
+        "def parent():\n"
+        "    return get_ipython().kernel.get_parent()['header']['msg_id']\n"
+        "parents = []\n"
+        "writer = CellWriter(run_id='run-1', anchor=anchor_cell_id(), ready_timeout=30,\n"
+        "                    on_inserted=lambda step, cell_id: parents.append(parent()))\n"
+        "writer.open()\n"
+        "writer.insert(step=1, code='x = 1', outputs=[], metadata={})",
+        cell_id="agents-cell",
+    )
+    comm_id = (await frontend.comm_open())["content"]["comm_id"]
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    await frontend.inserts(comm_id, 1)
+    frontend.reply(comm_id, inserted(1, "c1"))
+    assert await frontend.evaluate("parents") == [cell_msg]
+
+
 def test_the_extension_speaks_the_kernels_protocol_version() -> None:
     # the extension ships in the same wheel: the version it opens a page's comm with is
     # the one this kernel insists on, and it answers a kernel's open of that version
