@@ -9,27 +9,35 @@ Where no extension answers (VS Code, classic Notebook, headless runs), the write
 says so once and keeps the steps: the saved analysis notebook has them, and a
 notebook page that attaches later gets them.
 
-Protocol, version 3 (``widgets/README.md`` has the frontend's side):
+Protocol, version 4 (``widgets/README.md`` has the frontend's side):
 
-- kernel opens, from the ``%%agents`` cell: ``{anchor: cell id | None, run_id, version: 3}``
-- frontend replies ``{event: "ready", client: "lab" | "notebook", version: 3}``,
+- kernel opens, from the ``%%agents`` cell: ``{anchor: cell id | None, run_id, version: 4}``
+- frontend replies ``{event: "ready", client: "lab" | "notebook", version: 4}``,
   or closes the comm when it has no such target
 - kernel sends ``{action: "insert", run_id, key, cell: <nbformat cell>}``: a step's
   code cell (key ``<run_id>:<step>``), its note (a markdown cell, key
   ``<run_id>:<step>:reason``) or the report (markdown, key ``<run_id>:report``)
 - frontend replies ``{event: "inserted", key, cell_id, index[, note][, duplicate]}``
   or ``{event: "error", key, message}``
+- kernel sends ``{action: "outputs", run_id, key, outputs}`` when a later step
+  changed what a step's code cell shows (``handle.update(...)`` of a display the
+  step made, its display id shown again): the cell of that key gets these outputs
+  in place of its own, as a notebook's cell does
+- frontend replies ``{event: "updated", key, cell_id, index}``, ``{event:
+  "updated", key, cell_id: null, note}`` when the notebook has no such cell (the
+  user deleted it), or ``{event: "error", key, action: "outputs", message}``
 
 A page that did not run the cell (the tab was closed and the notebook opened
 again, or the page reloaded) never saw that comm. When its kernel connection comes
 up it opens one itself, on the kernel's target of the same name (registered by
 ``%load_ext agentnb``, :func:`register_target`):
 
-- frontend opens: ``{version: 2, client, cells: [the notebook's cell ids]}``
+- frontend opens: ``{version: 4, client, cells: [the notebook's cell ids]}``
 - kernel, for each run whose anchor is one of those cells and that is still going
   or has steps the frontend has not acknowledged: ``{action: "attach", run_id,
   anchor, display: <the %%agents cell's display bundle>}``, then every cell of the
-  run as an ``insert`` (the frontend skips keys the notebook already has); the
+  run as an ``insert`` (the frontend skips keys the notebook already has, so an
+  ``outputs`` follows for each step whose outputs a later step changed); the
   writer uses this comm from now on and stops writing to its old one (left open:
   the new page never saw it).
 - kernel, for each of those cells whose last run has ended (its writer closed):
@@ -50,6 +58,7 @@ up it opens one itself, on the kernel's target of the same name (registered by
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -71,8 +80,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 COMM_TARGET = "agentnb.cells"
-PROTOCOL_VERSION = 3
-"""3: markdown cells (a step's note, the report) besides code cells."""
+PROTOCOL_VERSION = 4
+"""3: markdown cells (a step's note, the report) besides code cells. 4: ``outputs``,
+a step's cell shows what a later step changed (display updates)."""
 
 _SAVE_HINT = "Save the analysis with `%agents save PATH` or the Save button to get them as cells."
 NO_EXTENSION = (
@@ -326,6 +336,7 @@ class CellWriter:
         self._chat = chat
         self._steps: dict[str, int] = {}
         self._messages: dict[str, dict[str, Any]] = {}  # every step's insert, in order
+        self._updated: set[str] = set()  # keys whose outputs a later step changed
         self._settled: set[str] = set()  # keys a frontend inserted, found or refused
         self._finished = False
         self._closed = False
@@ -333,6 +344,7 @@ class CellWriter:
         self._link: _Link | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+        self._context: contextvars.Context | None = None
         self._answered: asyncio.Future[bool] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -345,6 +357,7 @@ class CellWriter:
             return
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._context = contextvars.copy_context()
         self._answered = self._loop.create_future()
         self._timer = self._loop.call_later(self._ready_timeout, self._give_up, NO_ANSWER)
         data = {"anchor": self.anchor, "run_id": self.run_id, "version": PROTOCOL_VERSION}
@@ -385,6 +398,29 @@ class CellWriter:
         }
         self._steps[key] = step
         self._send(key, cell)
+
+    def update_outputs(self, *, step: int, outputs: Sequence[Mapping[str, Any]]) -> None:
+        """A later step changed what ``step`` shows (a display updated, an id shown
+        again): its cell gets ``outputs``, sanitised and uncounted as an insert's.
+
+        The insert kept for a page that attaches later carries them too. A step that
+        was not sent as a cell (it failed, or it came from an earlier run), or whose
+        cell already shows these outputs, is left alone."""
+        key = f"{self.run_id}:{step}"
+        message = self._messages.get(key)
+        if self._closed or message is None:
+            return
+        shown = [_uncounted(output) for output in safe_outputs(outputs)]
+        if shown == message["cell"]["outputs"]:
+            return
+        message["cell"] = {**message["cell"], "outputs": shown}
+        self._updated.add(key)
+        if self.state == "active" and self._link is not None:
+            self._link.send(self._outputs_message(key))
+
+    def _outputs_message(self, key: str) -> dict[str, Any]:
+        outputs = self._messages[key]["cell"]["outputs"]
+        return {"action": "outputs", "run_id": self.run_id, "key": key, "outputs": outputs}
 
     def insert_markdown(self, *, key: str, source: str, metadata: Mapping[str, Any]) -> None:
         """Send a markdown cell of the run (a step's note, the final report); ``key``
@@ -437,6 +473,10 @@ class CellWriter:
         )
         for message in self._messages.values():
             page.send(message)
+        # a notebook saved before a later step changed these cells' outputs has them
+        # already, and skips their inserts: it gets the outputs as they now are
+        for key in [k for k in self._messages if k in self._updated]:
+            page.send(self._outputs_message(key))
 
     def finish(self) -> None:
         """The run ended: close once a frontend has taken every step.
@@ -467,6 +507,7 @@ class CellWriter:
         if self in _attachable:
             _attachable.remove(self)
         self._messages.clear()  # nothing is sent any more; _ended may keep the writer a while
+        self._updated.clear()
         if self.anchor is not None and self._display is not None and self._loop is not None:
             _ended.pop(self.anchor, None)
             _ended[self.anchor] = self
@@ -478,11 +519,20 @@ class CellWriter:
 
     def _on_loop(self, handler: Callable[..., None], *args: Any) -> None:
         # ipykernel 7 may dispatch comm messages on a subshell thread; the writer's
-        # state belongs to the loop that opened it.
+        # state belongs to the loop that opened it. And under the %%agents cell's
+        # request, as the run's own widget updates are: ipykernel routes a widget's
+        # clicks to the subshell of the request it last published under, and the
+        # subshell JupyterLab keeps for this comm target is gone once the comm has
+        # closed, taking with it the clicks on the widgets the handlers changed (a
+        # folded step's "show").
+        context = self._context.copy() if self._context is not None else None
         if self._loop is None or threading.get_ident() == self._loop_thread:
-            handler(*args)
+            if context is None:
+                handler(*args)
+            else:
+                context.run(handler, *args)
         else:
-            self._loop.call_soon_threadsafe(handler, *args)
+            self._loop.call_soon_threadsafe(handler, *args, context=context)
 
     def _display_bundle(self) -> Mapping[str, Any] | None:
         if self._display is None:
@@ -531,6 +581,13 @@ class CellWriter:
                     log.exception("on_inserted callback failed")
             if data.get("note"):
                 log.info("step %s: %s", key, data["note"])
+        elif event == "updated":
+            if data.get("note"):
+                log.info("outputs of %s: %s", data.get("key"), data["note"])
+        elif event == "error" and data.get("action") == "outputs":
+            about = data.get("key")
+            self.errors.append(f"{about}: {data.get('message')}")
+            self._status(f"The outputs of step {about} were not updated: {data.get('message')}.")
         elif event == "error":
             about = data.get("key")
             self.errors.append(f"{about}: {data.get('message')}")

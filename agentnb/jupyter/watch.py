@@ -221,6 +221,12 @@ def observe(analysis: Analysis, anchor: str | None) -> Callable[[Event], None]:
         elif isinstance(event, ExecutionFinished):
             execution = event.execution
             writer = analysis.writer
+            if execution.updates and writer is not None:
+                # the record now has the earlier steps' outputs as this step left them:
+                # their cells show the same, as a notebook's cells would
+                for number, earlier in record.steps.items():
+                    if number != event.step and earlier.execution is not None:
+                        writer.update_outputs(step=number, outputs=earlier.execution.outputs)
             # a resumed run's earlier steps are in the notebook already: never twice
             if event.step > 0 and execution.ok and not event.replayed and writer is not None:
                 step = record.steps[event.step]

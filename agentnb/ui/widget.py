@@ -128,6 +128,8 @@ class ChatView:
         """The card of each step's latest version."""
         self._ran: dict[int, Turn] = {}
         """The card whose code ran as each step."""
+        self._outputs: dict[int, tuple[dict[str, Any], ...]] = {}
+        """The outputs each step's card shows, to redraw it when a later step changes them."""
         self._report: Turn | None = None
         self._data: Turn | None = None
         self._waiting: Waiting | None = None
@@ -317,6 +319,8 @@ class ChatView:
                 card = self._ran.get(message.step)
                 if card is not None and not card.ran:
                     self._show_execution(card, self.record.steps[message.step])
+                if message.execution.updates:
+                    self._show_updated()
             case _:
                 assert_never(message)
 
@@ -407,6 +411,8 @@ class ChatView:
         card.append_live(clock + outputs_html(event.outputs))
 
     def _on_execution_finished(self, event: ExecutionFinished) -> None:
+        if event.execution.updates:
+            self._show_updated()
         if event.step == 0:
             self._data_loaded()
             return
@@ -418,6 +424,22 @@ class ChatView:
         card.ran = True
         card.clear_live()
         card.show_html("execution", _execution(step), "agentnb-execution")
+        if step.execution is not None:
+            self._outputs[step.number] = step.execution.outputs
+
+    def _show_updated(self) -> None:
+        """A step changed what earlier steps show (a display updated, an id shown
+        again): their cards show their outputs as they now are, as a notebook's cells
+        do. The record has already applied the change to their executions."""
+        for number, card in self._ran.items():
+            step = self.record.steps.get(number)
+            execution = step.execution if step is not None else None
+            if step is None or execution is None or not card.ran:
+                continue
+            # the ExecutionFinished and the StepResult of one step both carry its
+            # updates: a card already showing them is not sent to the browser again
+            if self._outputs.get(number) != execution.outputs:
+                self._show_execution(card, step)
 
     def _data_loaded(self) -> None:
         execution = self.record.setup

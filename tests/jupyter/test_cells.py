@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import re
 import subprocess
 import time
 import uuid
@@ -348,6 +349,155 @@ async def test_a_steps_note_goes_above_its_code_and_the_report_after_them(
     await frontend.execute("writer.finish()")
     await frontend.closed(comm_id)  # every cell acknowledged, notes and report included
     assert await frontend.evaluate("marked, statuses") == ([(1, "c1")], [])
+
+
+PERCENT = (
+    "def shown(text, count=None):\n"
+    "    if count is None:\n"
+    "        return {'output_type': 'display_data', 'metadata': {},\n"
+    "                'data': {'text/plain': repr(text)}}\n"
+    "    return {'output_type': 'execute_result', 'metadata': {}, 'execution_count': count,\n"
+    "            'data': {'text/plain': repr(text)}}\n"
+)
+
+
+def percent(text: str) -> Message:
+    return {"output_type": "display_data", "metadata": {}, "data": {"text/plain": repr(text)}}
+
+
+@kernel_tier
+async def test_a_later_step_that_updates_a_display_changes_the_inserted_cell(
+    frontend: Frontend,
+) -> None:
+    # step 1: h = display('0 %', display_id=True); step 2: h.update('100 %'); in a
+    # notebook cell 1 then shows 100 %, and so does the cell step 1 was inserted as
+    await frontend.execute(
+        setup(30) + PERCENT + "writer.insert(step=1, code='h = ...', outputs=[shown('0 %')], "
+        "metadata={})\n"
+        "writer.insert(step=2, code='h.update(...)', outputs=[], metadata={})",
+        cell_id="agents-cell",
+    )
+    comm_id = (await frontend.comm_open())["content"]["comm_id"]
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    await frontend.inserts(comm_id, 2)
+    frontend.reply(comm_id, inserted(1, "c1"))
+    frontend.reply(comm_id, inserted(2, "c2"))
+    await frontend.execute(
+        "hostile = {'output_type': 'display_data', 'metadata': {},\n"
+        "           'data': {'application/javascript': 'window.__pwned = 1'}}\n"
+        "writer.update_outputs(step=1, outputs=[shown('100 %', count=5), hostile])\n"
+        # the same outputs again (the step's ExecutionFinished and StepResult), a step
+        # never sent as a cell: nothing more goes out
+        "writer.update_outputs(step=1, outputs=[shown('100 %', count=5), hostile])\n"
+        "writer.update_outputs(step=7, outputs=[shown('100 %')])"
+    )
+    sent = await frontend.inserts(comm_id, 3)
+    assert len(frontend.comm_messages(comm_id)) == 3
+    update = sent[2]
+    assert {k: v for k, v in update.items() if k != "outputs"} == {
+        "action": "outputs",
+        "run_id": "run-1",
+        "key": "run-1:1",
+    }
+    result, note = update["outputs"]
+    # uncounted as every inserted output; sanitised: no script reaches the page
+    assert result == {
+        "output_type": "execute_result",
+        "metadata": {},
+        "execution_count": None,
+        "data": {"text/plain": "'100 %'"},
+    }
+    assert "__pwned" not in str(update)
+    assert note["text"].startswith("agentnb removed application/javascript")
+
+    frontend.reply(comm_id, {"event": "updated", "key": "run-1:1", "cell_id": "c1", "index": 2})
+    frontend.reply(
+        comm_id,
+        {"event": "error", "key": "run-1:1", "action": "outputs", "message": "read-only"},
+    )
+    assert await frontend.evaluate("writer.errors, statuses, writer.state") == (
+        ["run-1:1: read-only"],
+        ["The outputs of step run-1:1 were not updated: read-only."],
+        "active",
+    )
+    await frontend.execute("writer.finish()")
+    await frontend.closed(comm_id)  # the inserts were all answered: nothing else is awaited
+    await frontend.execute("writer.update_outputs(step=1, outputs=[shown('50 %')])")
+    assert len(frontend.comm_messages(comm_id)) == 3  # nothing after close
+
+
+@kernel_tier
+async def test_a_page_opened_later_gets_the_outputs_as_a_later_step_left_them(
+    frontend: Frontend, pages: Pages
+) -> None:
+    await ran_and_left(frontend)
+    # the tab is closed; a later step of the run updates step 1's display meanwhile
+    await frontend.execute(
+        PERCENT + "writer.update_outputs(step=1, outputs=[shown('100 %')])\n"
+        "writer.insert(step=2, code='h.update(...)', outputs=[], metadata={})"
+    )
+    page = await pages()
+    comm_id = page.open_comm(hello("agents-cell"))
+    sent = await page.inserts(comm_id, 4)
+    # the insert kept for a page carries the outputs as they now are (an unsaved tab
+    # lost the cell), and an outputs follows (a saved notebook has the cell, with the
+    # outputs it had then, and skips the insert)
+    assert sent[:3] == [
+        attach_message(),
+        cell(1, "x = 1", [percent("100 %")]),
+        cell(2, "h.update(...)", []),
+    ]
+    assert sent[3] == {
+        "action": "outputs",
+        "run_id": "run-1",
+        "key": "run-1:1",
+        "outputs": [percent("100 %")],
+    }
+    page.reply(comm_id, inserted(1, "b1", duplicate=True))
+    page.reply(comm_id, inserted(2, "b2"))
+    page.reply(comm_id, {"event": "updated", "key": "run-1:1", "cell_id": "b1", "index": 2})
+    await page.execute("writer.finish()")
+    await page.closed(comm_id)
+    assert await page.evaluate("writer.errors, statuses") == ([], [])
+
+
+@kernel_tier
+async def test_the_frontends_answers_are_handled_under_the_agents_cells_request(
+    frontend: Frontend,
+) -> None:
+    # what the callbacks change (the widget: a step's card folds, with a "show" button)
+    # is published under the %%agents cell's request, as the run's other widget updates:
+    # ipykernel sends a widget's clicks to the subshell of the request it last published
+    # under, and JupyterLab's subshell for the agentnb.cells comm goes with that comm
+    cell_msg = await frontend.execute(
+        "from agentnb.jupyter.cells import CellWriter, anchor_cell_id\n"
+        "from IPython import get_ipython\n"
+        "def parent():\n"
+        "    return get_ipython().kernel.get_parent()['header']['msg_id']\n"
+        "parents = []\n"
+        "writer = CellWriter(run_id='run-1', anchor=anchor_cell_id(), ready_timeout=30,\n"
+        "                    on_inserted=lambda step, cell_id: parents.append(parent()))\n"
+        "writer.open()\n"
+        "writer.insert(step=1, code='x = 1', outputs=[], metadata={})",
+        cell_id="agents-cell",
+    )
+    comm_id = (await frontend.comm_open())["content"]["comm_id"]
+    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    await frontend.inserts(comm_id, 1)
+    frontend.reply(comm_id, inserted(1, "c1"))
+    assert await frontend.evaluate("parents") == [cell_msg]
+
+
+def test_the_extension_speaks_the_kernels_protocol_version() -> None:
+    # the extension ships in the same wheel: the version it opens a page's comm with is
+    # the one this kernel insists on, and it answers a kernel's open of that version
+    source = (Path(__file__).parents[2] / "widgets" / "src" / "index.ts").read_text()
+    version = re.search(r"^const VERSION = (\d+);$", source, re.MULTILINE)
+    spoken = re.search(r"^const SPOKEN = \[([\d, ]+)\];$", source, re.MULTILINE)
+    assert version is not None
+    assert spoken is not None
+    assert int(version.group(1)) == PROTOCOL_VERSION
+    assert PROTOCOL_VERSION in [int(v) for v in spoken.group(1).split(",")]
 
 
 @kernel_tier

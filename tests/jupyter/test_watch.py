@@ -7,8 +7,15 @@ import typing
 
 import pytest
 
-from agentnb.chat.events import Event, RunFinished, RunStarted
+from agentnb.chat.events import (
+    Event,
+    ExecutionFinished,
+    ExecutionStarted,
+    RunFinished,
+    RunStarted,
+)
 from agentnb.chat.group import RunResult
+from agentnb.chat.messages import DisplayUpdate, Execution
 from agentnb.chat.termination import StopKind, StopReason
 from agentnb.jupyter.session import Agents, resolve_settings
 from agentnb.jupyter.watch import Analysis, observe
@@ -91,3 +98,42 @@ def test_the_static_chat_of_an_ended_run_and_the_widgets_line() -> None:
     bundle = analysis.bundle()
     assert "text/markdown" not in bundle
     assert bundle["text/html"] == '<div class="agentnb-fallback">agentnb: How many? (done)</div>'
+
+
+def test_a_display_a_later_step_updates_is_updated_in_the_earlier_steps_cell() -> None:
+    # outside a kernel the writer keeps its cells for a page: what it keeps is what the
+    # page gets, the outputs of step 1 as step 2 left them
+    def shown(text: str) -> dict[str, typing.Any]:
+        return {"output_type": "display_data", "metadata": {}, "data": {"text/plain": text}}
+
+    first = Execution(
+        code="h = display('0 %', display_id=True)",
+        status="ok",
+        outputs=(shown("'0 %'"),),
+        execution_count=1,
+        duration=0.1,
+    )
+    second = Execution(
+        code="h.update('100 %')",
+        status="ok",
+        outputs=(),
+        execution_count=2,
+        duration=0.1,
+        updates=(DisplayUpdate(execution_count=1, outputs=(shown("'100 %'"),)),),
+    )
+    record = RunRecord()
+    analysis = Analysis(
+        task="Progress?",
+        settings=resolve_settings(Agents(), {}),
+        view=ChatView("Progress?", record=record),
+        record=record,
+    )
+    on_event = observe(analysis, anchor="agents-cell")
+    on_event(RunStarted(run_id="run-1", task="Progress?", models={}, approve="never"))
+    for number, execution in ((1, first), (2, second)):
+        on_event(ExecutionStarted(step=number, code=execution.code))
+        on_event(ExecutionFinished(step=number, execution=execution))
+    writer = analysis.writer
+    assert writer is not None
+    assert writer._messages["run-1:1"]["cell"]["outputs"] == [shown("'100 %'")]
+    assert writer._messages["run-1:2"]["cell"]["outputs"] == []

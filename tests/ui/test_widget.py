@@ -31,7 +31,14 @@ from agentnb.chat.events import (
     RunStarted,
     TokenDelta,
 )
-from agentnb.chat.messages import Execution, FinalReport, Proposal, Review, StepResult
+from agentnb.chat.messages import (
+    DisplayUpdate,
+    Execution,
+    FinalReport,
+    Proposal,
+    Review,
+    StepResult,
+)
 from agentnb.chat.termination import StopReason
 from agentnb.errors import ConfigError
 from agentnb.models.base import Usage
@@ -354,6 +361,59 @@ def test_an_edited_step_says_so_on_its_folded_line() -> None:
     )
     view.step_inserted(1, "c1")
     assert "edited by you" in shown(cards(view)[0].children[0])
+
+
+def _shown_text(text: str) -> dict[str, Any]:
+    return {"output_type": "display_data", "data": {"text/plain": text}, "metadata": {}}
+
+
+def test_a_later_step_that_updates_a_display_redraws_the_earlier_steps_card() -> None:
+    # step 1: h = display('0 %', display_id=True); step 2: h.update(...), as in a notebook
+    # the card of step 1 then shows what its cell would show
+    view = ChatView("t")
+    first = "h = display('0 %', display_id=True)"
+    feed(view, [*proposal_turn(1, first), *executed(1, first, (_shown_text("'0 %'"),))])
+    view.step_inserted(1, "cell-1")  # folded: the card still holds the outputs, hidden
+    card = cards(view)[0]
+    assert "0 %" in shown(card)
+    second = "h.update('100 %')"
+    hostile = {
+        "output_type": "display_data",
+        "data": {"text/html": "<b>100 %</b><img src=x onerror=alert(1)><script>x()</script>"},
+        "metadata": {},
+    }
+    update = DisplayUpdate(execution_count=1, outputs=(_shown_text("'100 %'"), hostile))
+    execution = Execution(
+        code=second, status="ok", outputs=(), execution_count=2, duration=0.1, updates=(update,)
+    )
+    request = ApprovalRequest(kind="step", step=2, text="Next step.", code=second)
+    feed(
+        view,
+        [
+            *proposal_turn(2, second),
+            ApprovalRequested(request=request),
+            ApprovalDecided(request=request, decision=Decision.approve()),
+            ExecutionStarted(step=2, code=second),
+            ExecutionFinished(step=2, execution=execution),
+        ],
+    )
+    (part,) = (c for c in card.children if "agentnb-execution" in classes(c))
+    now = part.value
+    assert "0 %" not in now.replace("100 %", "")
+    assert "100 %" in now
+    assert "<b>100 %</b>" in now
+    lowered = now.lower()
+    assert "<script" not in lowered  # sanitised as every output
+    assert "onerror" not in lowered
+    assert "agentnb-folded" in classes(card)  # still one line that jumps to its cell
+    assert "0 %" not in shown(cards(view)[1]).replace("100 %", "")  # step 2 shows nothing
+    # the StepResult carries the same updates: the card is not sent to the browser again
+    sent: list[Any] = []
+    part.observe(sent.append, names="value")
+    view.handle(MessagePosted(message=StepResult(sender="executor", step=2, execution=execution)))
+    assert sent == []
+    assert view.record.steps[1].execution is not None
+    assert view.record.steps[1].execution.outputs == update.outputs
 
 
 def test_a_display_bug_becomes_an_error_line_and_never_reaches_the_run() -> None:

@@ -59,8 +59,16 @@ export class RunWriter {
 
   handle(data: JSONObject): JSONObject {
     const key = typeof data.key === 'string' ? data.key : null;
+    if (data.action === 'outputs' && key !== null && Array.isArray(data.outputs)) {
+      try {
+        return { event: 'updated', key, ...this.update(key, data.outputs) };
+      } catch (error) {
+        return { event: 'error', key, action: 'outputs', message: describe(error) };
+      }
+    }
     if (data.action !== 'insert' || key === null || !isObject(data.cell)) {
-      const message = 'expected {action: "insert", key, cell}';
+      const message =
+        'expected {action: "insert", key, cell} or {action: "outputs", key, outputs}';
       return { event: 'error', key, message };
     }
     try {
@@ -112,6 +120,32 @@ export class RunWriter {
     return note === undefined
       ? { cell_id: created.id, index }
       : { cell_id: created.id, index, note };
+  }
+
+  /**
+   * A later step changed what this step's cell shows (a display updated), as
+   * a notebook's cell would show it: the cell's outputs are replaced by the
+   * kernel's, found by the key in its metadata wherever the user moved it.
+   */
+  private update(key: string, outputs: JSONValue[]): JSONObject {
+    const model = this.panel.model;
+    if (model === null) {
+      throw new Error('the notebook is not loaded');
+    }
+    const cells = model.sharedModel.cells;
+    const index = cells.findIndex(c => provenance(c).key === key);
+    const cell = cells[index];
+    if (cell === undefined || cell.cell_type !== 'code') {
+      return { cell_id: null, note: 'no such cell in the notebook (deleted?)' };
+    }
+    // Untrusted before the outputs land, whatever the user trusted since:
+    // model-written code made them.
+    const cellModel = model.cells.get(index);
+    if (cellModel.id === cell.id && cellModel.trusted) {
+      cellModel.trusted = false;
+    }
+    (cell as ISharedCodeCell).setOutputs(outputsOf({ outputs }).filter(isObject));
+    return { cell_id: cell.id, index };
   }
 
   /**

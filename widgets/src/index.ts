@@ -28,9 +28,9 @@ import { watchEditors } from './editor';
 import { listenForJumps, watchMarks } from './marks';
 
 const TARGET = 'agentnb.cells';
-const VERSION = 3;
+const VERSION = 4;
 /** The versions of a kernel's open this extension answers, in that version. */
-const SPOKEN = [1, 2, 3];
+const SPOKEN = [1, 2, 3, 4];
 
 function opened(
   panel: NotebookPanel,
