@@ -74,6 +74,8 @@ _VISION_HINTS = ("gpt-4o", "gpt-4.1", "gpt-5", "vision", "llava", "-vl")
 _O_SERIES = re.compile(r"(?:^|[^a-z0-9])o[134](?:$|[^a-z0-9])")
 _SECRET_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{3})[A-Za-z0-9_\-]{6,}")
 _STATUS_REASONS = {408: "request timeout", 409: "conflict", 429: "rate limited"}
+_LOADING_POLL = 1.0
+"""Seconds between two asks of a server that is loading its model."""
 _TOO_LONG = re.compile(
     r"context[ _-]?(length|window|size)|maximum context|too many tokens|prompt is too long"
     r"|exceeds? the (available )?context|input is too long|reduce the length",
@@ -128,6 +130,8 @@ class _Failure:
     retry_after: float | None = None
     model_unknown: bool = False
     too_long: bool = False
+    loading: bool = False
+    """The server is up but still loading the model (llama.cpp's 503 "Loading model")."""
 
 
 def _host(url: str) -> str:
@@ -209,7 +213,9 @@ class OpenAIModel:
     The wait between attempts honours the server's ``Retry-After`` /
     ``retry-after-ms`` up to ``retry_after_cap`` seconds (asking for more ends the
     call), otherwise it is ``backoff_base * 2**retry``, capped at ``backoff_cap``,
-    with jitter (between half and all of it).
+    with jitter (between half and all of it). A server that answers 503 "Loading
+    model" (llama.cpp while it reads the weights) is asked again every second for up
+    to ``first_token_timeout`` seconds, without spending a retry.
 
     Every call asks for at most ``max_tokens`` tokens (as ``max_completion_tokens``
     where the server refuses ``max_tokens``, as OpenAI's reasoning models do); a reply
@@ -330,6 +336,7 @@ class OpenAIModel:
         tools by the endpoint raises :class:`ToolsRefused`, once)."""
         payload = cast(list[ChatCompletionMessageParam], [m.to_openai() for m in messages])
         retries = 0
+        loading = 0.0  # seconds waited for the server to load its model
         while True:
             streamed: list[str] = []
             try:
@@ -359,6 +366,23 @@ class OpenAIModel:
                 raise ContextTooLong(failure.message) from error
             if not failure.retryable:
                 raise ModelError(await self._final_message(failure)) from error
+            if failure.loading and loading < self.first_token_timeout:
+                # not a failure: loading a model from disk takes as long as it takes, up
+                # to the wait for a first token; the retries stay for real failures
+                if not loading and on_notice is not None:
+                    on_notice(
+                        f"{self._base_url} is loading the model; waiting up to"
+                        f" {_seconds(self.first_token_timeout)} s (--first-token-timeout)"
+                    )
+                loading += _LOADING_POLL
+                await self._sleep(_LOADING_POLL)
+                continue
+            if failure.loading:
+                raise ModelError(
+                    f"{self._base_url} was still loading the model after {_seconds(loading)}"
+                    " s (HTTP 503: Loading model): try again once it is ready, or allow"
+                    " longer with --first-token-timeout."
+                ) from error
             if retries >= self.max_retries:
                 message = failure.message
                 if retries:
@@ -678,6 +702,7 @@ class OpenAIModel:
                 f"{url} kept failing: HTTP {code} ({reason}){colon_said}.",
                 retryable=True,
                 retry_after=parse_retry_after(error.response.headers),
+                loading=code == 503 and "loading" in said.lower(),
             )
         return _Failure(
             f"HTTP {code} from {url}",

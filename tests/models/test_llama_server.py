@@ -145,19 +145,21 @@ async def test_a_server_still_loading_is_waited_for(llama: Llamas, connect: Conn
     server = llama.start()
     try:
         server.wait(503)  # listening, still loading the model
-        with pytest.raises(ModelError) as no_retries:
-            await connect(server, max_retries=0).complete(PROMPT, role="analyst")
-        message = str(no_retries.value)
-        assert "HTTP 503" in message
-        assert "Loading model" in message
-        assert server.base_url in message
-        # agentnb's retries (with real waits, short here) outlast the loading
+        # asked again at once (no real wait), so that the model is still loading
+        impatient = connect(server, first_token_timeout=0.5, sleep=lambda _: asyncio.sleep(0))
+        with pytest.raises(ModelError) as caught:
+            await impatient.complete(PROMPT, role="analyst")
+        message = str(caught.value)
+        assert "HTTP 503: Loading model" in message
+        assert f"{server.base_url} was still loading the model" in message
+        # the wait for a loading model is not a retry: none is spent, one notice
         notes = Notes()
-        patient = connect(server, max_tokens=4, max_retries=20, backoff_base=0.25, backoff_cap=1)
+        patient = connect(server, max_tokens=4, max_retries=0)
         reply = await patient.complete(PROMPT, role="analyst", on_notice=notes.notice)
         assert reply.text
-        assert notes.notices
-        assert all("HTTP 503" in n and "retrying in" in n for n in notes.notices)
+        assert notes.notices == [
+            f"{server.base_url} is loading the model; waiting up to 300 s (--first-token-timeout)"
+        ]
     finally:
         server.stop()
 

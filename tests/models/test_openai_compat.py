@@ -222,6 +222,38 @@ async def test_exhausted_retries_raise_a_model_error_naming_the_url(
     assert srv.pending == 1
 
 
+LOADING = Status(
+    503, body={"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}
+)
+
+
+async def test_a_server_loading_its_model_is_waited_for_without_spending_retries(
+    server: Server, make_model: MakeModel, sleeps: SleepRecorder
+) -> None:
+    srv = server(*[LOADING] * 5, "Loaded.")
+    notes = Notes()
+    assert await ask(make_model(srv, max_retries=0), notes) == "Loaded."
+    assert sleeps.delays == [1.0] * 5
+    assert notes.notices == [
+        f"{srv.base_url} is loading the model; waiting up to 300 s (--first-token-timeout)"
+    ]
+
+
+async def test_a_model_that_takes_longer_to_load_than_the_first_token_timeout_is_an_error(
+    server: Server, make_model: MakeModel, sleeps: SleepRecorder
+) -> None:
+    srv = server(*[LOADING] * 5, "too late")
+    with pytest.raises(ModelError) as caught:
+        await ask(make_model(srv, first_token_timeout=3))
+    message = str(caught.value)
+    assert message == (
+        f"{srv.base_url} was still loading the model after 3 s (HTTP 503: Loading model):"
+        " try again once it is ready, or allow longer with --first-token-timeout."
+    )
+    assert sleeps.delays == [1.0] * 3
+    assert srv.pending == 2  # asked four times: the last answers are never asked for
+
+
 async def test_other_client_errors_are_not_retried(
     server: Server, make_model: MakeModel, sleeps: SleepRecorder
 ) -> None:
