@@ -59,7 +59,7 @@ from ..errors import AgentnbError
 from ..record import RunRecord, StepRecord, subject
 from .approval import ApprovalPanel, Waiting
 from .card import Turn
-from .elements import button, html_part
+from .elements import button, html_part, vbox
 from .header import Header
 from .render import (
     State,
@@ -139,13 +139,12 @@ class ChatView:
             on_save=self._save_clicked,
             on_stop=self._stop_clicked,
         )
-        self._list = widgets.VBox([])
-        self._list.add_class("agentnb-list")
+        self._list = vbox([], "agentnb-list")
         self._style = html_part(f"<style>{stylesheet()}</style>", "agentnb-style")
-        self.widget: widgets.VBox = widgets.VBox([self._style, self.header.box, self._list])
-        self.widget.add_class("agentnb")
-        # the live view, as opposed to its static copy (see static_html)
-        self.widget.add_class("agentnb-live")
+        # agentnb-live: the live view, as opposed to its static copy (see static_html)
+        self.widget: widgets.VBox = vbox(
+            [self._style, self.header.box, self._list], "agentnb", "agentnb-live"
+        )
         self._retry: tuple[str, Any] | None = None
         """The last line about a model call being retried, updated by the next retry."""
 
