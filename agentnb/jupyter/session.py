@@ -249,7 +249,7 @@ class Session:
         analysis = Analysis(
             task=task,
             settings=settings,
-            view=ChatView(task, record=record),
+            view=ChatView(task, record=record, data=names),
             record=record,
             out=out,
             names=names,
