@@ -217,9 +217,18 @@ def load_ipython_extension(shell: Any) -> None:
         warm_up()
 
 
-WARM_MODULES = ("ipywidgets", "agentnb.ui.widget", "openai", "agentnb.models.openai_compat")
-"""What the first ``%%agents`` cell needs beyond ``%load_ext``: the widget and the
-model client (about a second on a fresh kernel)."""
+WARM_MODULES = (
+    "ipywidgets",
+    "agentnb.ui.widget",
+    "openai",
+    "agentnb.models.openai_compat",
+    "nbformat.v4",
+)
+"""What the first ``%%agents`` cell needs beyond ``%load_ext``, in the order it needs
+them: the widget, the model client (about a second on a fresh kernel), and nbformat
+for the managed kernel's outputs (jsonschema's format checkers: a second or more,
+which ``%load_ext`` no longer waits for; the first output is gathered only after the
+widget shows)."""
 
 warmed = threading.Event()
 """Set once :func:`warm_up` has imported :data:`WARM_MODULES`."""

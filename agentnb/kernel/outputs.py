@@ -21,8 +21,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import nbformat
-
 __all__ = [
     "Displays",
     "Output",
@@ -36,6 +34,18 @@ __all__ = [
 
 Output = dict[str, Any]
 """An nbformat v4 output (a ``NotebookNode``, which is a dict)."""
+
+
+def _nbformat() -> Any:
+    """nbformat, imported when the first output is gathered, not with agentnb: it
+    imports jsonschema and its format checkers (about a second, more on a busy
+    machine), which ``%load_ext agentnb`` should not wait for. The extension imports
+    it in the background once it is loaded (``agentnb.jupyter.magics.warm_up``)."""
+    import nbformat
+    import nbformat.v4
+
+    return nbformat
+
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 # what agentnb.kernel.inside writes in place of a flood it kept in the kernel
@@ -122,7 +132,7 @@ class _Stream:
         if self.dropped:
             text += f"\n… [agentnb: {self.dropped:,} characters of {self.name} dropped] …\n"
         text += "".join(self.tail)
-        return nbformat.v4.new_output("stream", name=self.name, text=text)  # type: ignore[no-any-return]
+        return _nbformat().v4.new_output("stream", name=self.name, text=text)  # type: ignore[no-any-return]
 
 
 class _Rich:
@@ -217,7 +227,7 @@ class OutputCollector:
         if msg_type == "stream":
             self._add_stream(content["name"], text)
             return
-        output = nbformat.v4.output_from_msg(msg)
+        output = _nbformat().v4.output_from_msg(msg)
         if msg_type == "error":
             output["traceback"] = [strip_ansi(line) for line in output["traceback"]]
             self._items.append(_Rich(output))
@@ -246,7 +256,7 @@ class OutputCollector:
                 result.append(item.output)
         if self._dropped_outputs:
             result.append(
-                nbformat.v4.new_output(
+                _nbformat().v4.new_output(
                     "stream",
                     name="stderr",
                     text=f"[agentnb: {self._dropped_outputs:,} more outputs dropped "
@@ -333,7 +343,7 @@ class _OutputModel:
             if out.get("output_type") == "stream":
                 collector._add_stream(str(out.get("name", "stdout")), str(out.get("text", "")))
                 continue
-            item = _Rich(nbformat.from_dict(dict(out)))
+            item = _Rich(_nbformat().from_dict(dict(out)))
             if isinstance(item.output.get("data"), dict):
                 item.output["data"] = _capped_bundle(
                     item.output["data"], collector.limits, item.notes
@@ -367,6 +377,7 @@ class Displays:
 
     def update(self, display_id: str, content: Mapping[str, Any], current: Any) -> None:
         """Show ``content`` in every output with ``display_id``."""
+        nbformat = _nbformat()
         for collector, items in self._ids.get(display_id, {}).items():
             for item in items:
                 notes: list[str] = []
