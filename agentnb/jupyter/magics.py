@@ -83,6 +83,7 @@ def _show(analysis: Analysis) -> None:
 
 
 async def _start(analysis: Analysis) -> None:
+    warm_up(SAVE_MODULES)  # the widget shows: now nothing waits for it
     try:
         await _get_session().start(analysis)
     except AgentnbError as exc:
@@ -221,25 +222,36 @@ WARM_MODULES = ("ipywidgets", "agentnb.ui.widget", "openai", "agentnb.models.ope
 """What the first ``%%agents`` cell needs beyond ``%load_ext``: the widget and the
 model client (about a second on a fresh kernel)."""
 
+SAVE_MODULES = ("nbformat.v4",)
+"""What saving an analysis needs: nbformat, which imports jsonschema and its format
+checkers (a second or more). Imported in the background once the first analysis is
+under way, where it delays nothing: not by ``%load_ext`` (the cell would wait for it),
+nor with :data:`WARM_MODULES` (the thread would hold the interpreter while a first
+cell run at once builds its widget)."""
+
 warmed = threading.Event()
 """Set once :func:`warm_up` has imported :data:`WARM_MODULES`."""
 
+_warming: set[tuple[str, ...]] = set()
 
-def warm_up() -> None:
-    """Import what the first ``%%agents`` cell needs in a background thread, while the
-    user writes the cell, so that its widget shows at once. A cell that needs them
-    sooner waits for the import in progress, as any import does."""
-    if warmed.is_set():
+
+def warm_up(modules: tuple[str, ...] = WARM_MODULES) -> None:
+    """Import ``modules`` in a background thread, while the user writes the cell, so
+    that its widget shows at once. A cell that needs them sooner waits for the import
+    in progress, as any import does."""
+    if modules in _warming:
         return
+    _warming.add(modules)
 
     def imports() -> None:
         try:
-            for name in WARM_MODULES:
+            for name in modules:
                 importlib.import_module(name)
         except Exception:  # the cell imports them again and says what is wrong
             log.debug("agentnb: warming up the imports failed", exc_info=True)
         finally:
-            warmed.set()
+            if modules == WARM_MODULES:
+                warmed.set()
 
     threading.Thread(target=imports, name="agentnb-warm-up", daemon=True).start()
 

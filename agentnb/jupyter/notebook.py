@@ -74,9 +74,7 @@ import secrets
 import stat
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from ..chat.events import Event, RunStarted
 from ..chat.messages import Execution
@@ -88,6 +86,12 @@ from ..models.base import Usage
 from ..record import RunRecord, StepRecord, subject
 from ..ui.untrusted import safe_markdown, safe_outputs
 from .sources import relative_paths
+
+if TYPE_CHECKING:
+    import nbformat
+
+# nbformat is imported where a notebook is built or saved, not with agentnb: it imports
+# jsonschema and its format checkers (about a second), which %load_ext should not wait for
 
 __all__ = [
     "build_notebook",
@@ -188,6 +192,8 @@ def build_notebook(
     Raises:
         ConfigError: a data source is not valid Python.
     """
+    import nbformat
+
     from .. import __version__
 
     if not isinstance(run, RunRecord):
@@ -221,6 +227,8 @@ def join_notebooks(notebooks: Sequence[nbformat.NotebookNode]) -> nbformat.Noteb
     """One notebook of a session's analyses, in order (build the later ones with
     ``known=``). Code cells are numbered on through the whole notebook; the
     metadata of each analysis is kept under ``metadata.agentnb.runs``."""
+    import nbformat
+
     if not notebooks:
         raise ConfigError("no analysis to join")
     first = notebooks[0]
@@ -515,6 +523,8 @@ def save_notebook(nb: nbformat.NotebookNode, path: str | os.PathLike[str]) -> Pa
     Raises:
         ConfigError: the notebook is not valid nbformat, or ``path`` cannot be written.
     """
+    import nbformat
+
     target = Path(path).expanduser()
     try:
         nbformat.validate(nb)

@@ -249,7 +249,7 @@ class Session:
         analysis = Analysis(
             task=task,
             settings=settings,
-            view=ChatView(task, record=record),
+            view=ChatView(task, record=record, data=names),
             record=record,
             out=out,
             names=names,
@@ -258,11 +258,6 @@ class Session:
         )
         # frontends count the views they render; none ever does under nbclient or papermill
         analysis.view.widget._view_count = 0
-        history = [str(cell) for cell in namespace.get("In", ())]
-        for name in names:
-            source = recreate(history, name)
-            if source is not None:
-                analysis.data_sources[name] = source
         return analysis
 
     def prepare_resume(self, run: str | None) -> Analysis:
@@ -375,6 +370,13 @@ class Session:
         anchor = anchor_cell_id()
         on_event = observe(analysis, anchor)
 
+        # the code that rebuilds the data, for the saved notebook: here, once the widget
+        # shows, not in prepare (it parses the whole input history)
+        cells = [str(cell) for cell in self.shell.user_ns.get("In", ())]
+        for name in analysis.names if analysis.resume is None else ():
+            source = recreate(cells, name)
+            if source is not None:
+                analysis.data_sources[name] = source
         data = {name: self.shell.user_ns[name] for name in analysis.names}
         analysis.values = dict(data)
         self.pushed = [*self.pushed, *(n for n in analysis.names if n not in self.pushed)]

@@ -21,8 +21,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import nbformat
-
 __all__ = [
     "Displays",
     "Output",
@@ -35,7 +33,59 @@ __all__ = [
 ]
 
 Output = dict[str, Any]
-"""An nbformat v4 output (a ``NotebookNode``, which is a dict)."""
+"""An nbformat v4 output, as a dict (see :func:`new_output`)."""
+
+
+def _copy(value: Any) -> Any:
+    """``value`` with its dicts and lists copied, as ``nbformat.from_dict`` copies them."""
+    if isinstance(value, Mapping):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy(item) for item in value]
+    return value
+
+
+def new_output(output_type: str, **fields: Any) -> Output:
+    """An nbformat v4 output, shaped as ``nbformat.v4.new_output`` shapes it, as a plain
+    dict. Not nbformat's own: importing nbformat imports jsonschema and its format
+    checkers (a second or more; the first data summary of a run would wait for it), and
+    it validates every output against the schema, which outputs built from a kernel's
+    messages need not be."""
+    defaults: dict[str, dict[str, Any]] = {
+        "stream": {"name": "stdout", "text": ""},
+        "display_data": {"metadata": {}, "data": {}},
+        "execute_result": {"metadata": {}, "data": {}, "execution_count": None},
+        "error": {"ename": "NotImplementedError", "evalue": "", "traceback": []},
+    }
+    return {"output_type": output_type, **defaults[output_type], **fields}
+
+
+def output_from_msg(msg: Mapping[str, Any]) -> Output:
+    """The output of an iopub message (``nbformat.v4.output_from_msg``, without nbformat)."""
+    msg_type = msg["header"]["msg_type"]
+    content = msg["content"]
+    if msg_type == "execute_result":
+        return new_output(
+            msg_type,
+            metadata=_copy(content["metadata"]),
+            data=_copy(content["data"]),
+            execution_count=content["execution_count"],
+        )
+    if msg_type == "stream":
+        return new_output(msg_type, name=content["name"], text=content["text"])
+    if msg_type == "display_data":
+        return new_output(
+            msg_type, metadata=_copy(content["metadata"]), data=_copy(content["data"])
+        )
+    if msg_type == "error":
+        return new_output(
+            msg_type,
+            ename=content["ename"],
+            evalue=content["evalue"],
+            traceback=list(content["traceback"]),
+        )
+    raise ValueError(f"not an output message: {msg_type!r}")
+
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 # what agentnb.kernel.inside writes in place of a flood it kept in the kernel
@@ -122,7 +172,7 @@ class _Stream:
         if self.dropped:
             text += f"\n… [agentnb: {self.dropped:,} characters of {self.name} dropped] …\n"
         text += "".join(self.tail)
-        return nbformat.v4.new_output("stream", name=self.name, text=text)  # type: ignore[no-any-return]
+        return new_output("stream", name=self.name, text=text)
 
 
 class _Rich:
@@ -217,7 +267,7 @@ class OutputCollector:
         if msg_type == "stream":
             self._add_stream(content["name"], text)
             return
-        output = nbformat.v4.output_from_msg(msg)
+        output = output_from_msg(msg)
         if msg_type == "error":
             output["traceback"] = [strip_ansi(line) for line in output["traceback"]]
             self._items.append(_Rich(output))
@@ -246,7 +296,7 @@ class OutputCollector:
                 result.append(item.output)
         if self._dropped_outputs:
             result.append(
-                nbformat.v4.new_output(
+                new_output(
                     "stream",
                     name="stderr",
                     text=f"[agentnb: {self._dropped_outputs:,} more outputs dropped "
@@ -333,7 +383,7 @@ class _OutputModel:
             if out.get("output_type") == "stream":
                 collector._add_stream(str(out.get("name", "stdout")), str(out.get("text", "")))
                 continue
-            item = _Rich(nbformat.from_dict(dict(out)))
+            item = _Rich(_copy(out))
             if isinstance(item.output.get("data"), dict):
                 item.output["data"] = _capped_bundle(
                     item.output["data"], collector.limits, item.notes
@@ -370,12 +420,10 @@ class Displays:
         for collector, items in self._ids.get(display_id, {}).items():
             for item in items:
                 notes: list[str] = []
-                data = _capped_bundle(
-                    nbformat.from_dict(dict(content.get("data") or {})), collector.limits, notes
-                )
-                output = nbformat.NotebookNode(item.output)
+                data = _capped_bundle(_copy(content.get("data") or {}), collector.limits, notes)
+                output = dict(item.output)
                 output["data"] = data
-                output["metadata"] = nbformat.from_dict(dict(content.get("metadata") or {}))
+                output["metadata"] = _copy(content.get("metadata") or {})
                 item.output, item.notes = output, notes
             if collector is not current:
                 self._changed[collector] = None

@@ -287,15 +287,24 @@ class OpenAIModel:
         """Switched for good to ``max_completion_tokens`` when the server asks for it."""
         self._tools = (url, model) not in _NO_TOOLS
         self._sleep = sleep or asyncio.sleep
-        self._client = openai.AsyncOpenAI(
-            api_key=key,
-            base_url=url,
-            # the stream's own watchdog (_next) tells the first token from silence
-            timeout=openai.Timeout(
-                max(self.timeout, self.first_token_timeout), connect=min(self.timeout, 30.0)
-            ),
-            max_retries=0,
-        )
+        self._http: openai.AsyncOpenAI | None = None
+
+    @property
+    def _client(self) -> openai.AsyncOpenAI:
+        """The HTTP client, made at the first call: making one loads the system's CA
+        certificates (about 20 ms), which a client that is only checked, as a
+        ``%%agents`` cell checks its models before its widget shows, never needs."""
+        if self._http is None:
+            self._http = openai.AsyncOpenAI(
+                api_key=self._api_key,
+                base_url=self._base_url,
+                # the stream's own watchdog (_next) tells the first token from silence
+                timeout=openai.Timeout(
+                    max(self.timeout, self.first_token_timeout), connect=min(self.timeout, 30.0)
+                ),
+                max_retries=0,
+            )
+        return self._http
 
     def __repr__(self) -> str:
         return f"OpenAIModel({self._model!r}, base_url={self._base_url!r})"
@@ -319,7 +328,8 @@ class OpenAIModel:
         return self._tools
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._http is not None:
+            await self._http.close()
 
     # -- one call --------------------------------------------------------------------
 

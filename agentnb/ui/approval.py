@@ -23,7 +23,7 @@ import ipywidgets as widgets
 from ..chat.approval import ApprovalRequest, Decision
 from ..record import subject
 from .card import Turn
-from .elements import button, html_part
+from .elements import button, hbox, html_part, vbox
 
 __all__ = ["ApprovalPanel", "Waiting", "editor_rows"]
 
@@ -62,10 +62,8 @@ class ApprovalPanel:
         self.first = first
         self._first_tooltip = first.tooltip
         self.buttons = [first, *others, reject]
-        self.row = widgets.HBox(self.buttons)
-        self.row.add_class("agentnb-buttons")
-        self.box = widgets.VBox([self.prompt, self.row])
-        self.box.add_class("agentnb-approval")
+        self.row = hbox(self.buttons, "agentnb-buttons")
+        self.box = vbox([self.prompt, self.row], "agentnb-approval")
         self.open: str | None = None
         self.drawers: dict[str, tuple[Any, Any]] = {}
         """Per drawer (editor, feedback): its box and its Textarea."""
@@ -124,11 +122,8 @@ class ApprovalPanel:
         cancel = button("Cancel", "agentnb-cancel", tooltip="close this")
         cancel.on_click(lambda _: self._toggle(self.open or ""))
         self.buttons += [action, cancel]
-        row = widgets.HBox([action, cancel])
-        row.add_class("agentnb-buttons")
-        box = widgets.VBox([area, row])
-        box.add_class(css)
-        return box
+        row = hbox([action, cancel], "agentnb-buttons")
+        return vbox([area, row], css)
 
     def _run_edited(self, area: Any) -> None:
         code = str(area.value)

@@ -17,7 +17,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..chat.protocol import split_reasoning
-from .elements import html_part
+from .elements import hbox, html_part, vbox
 from .render import agent_classes, head_html, reasoning_html, streaming_html, thinking_html
 
 __all__ = ["Turn", "running_loop"]
@@ -66,9 +66,7 @@ class Turn:
         self.box: Any = None
         if host is None:
             self.main = html_part(self._value())
-            self.box = widgets.VBox([self.main])
-            for css in ("agentnb-card", "agentnb-turn", *agent_classes(agent)):
-                self.box.add_class(css)
+            self.box = vbox([self.main], "agentnb-card", "agentnb-turn", *agent_classes(agent))
         else:
             classes = ("agentnb-review", "agentnb-turn", *agent_classes(agent))
             self.main = html_part(self._value(), *classes)
@@ -178,8 +176,7 @@ class Turn:
         clicks call :meth:`expand`). The rest stays in the card, hidden by the
         stylesheet (``agentnb-folded``) until it is expanded."""
         if self.fold_row is None:
-            self.fold_row = widgets.HBox([html_part(line, "agentnb-fold-line"), toggle])
-            self.fold_row.add_class("agentnb-fold")
+            self.fold_row = hbox([html_part(line, "agentnb-fold-line"), toggle], "agentnb-fold")
             self.box.add_class("agentnb-folded")
             self._layout()
         else:

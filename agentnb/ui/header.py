@@ -13,7 +13,7 @@ import ipywidgets as widgets
 
 from ..record import RunRecord
 from .card import running_loop
-from .elements import button, html_part
+from .elements import button, hbox, html_part, vbox
 from .render import State, notice_html, status_html, title_html, usage_html
 
 __all__ = ["Header"]
@@ -56,20 +56,20 @@ class Header:
         self.title = html_part(title_html(task), "agentnb-title-row")
         self.status = html_part("", "agentnb-phase")
         self.usage = html_part(usage_html({}, {}), "agentnb-usage")
-        self.save = button("Save", "agentnb-save", tooltip="save the analysis as a notebook")
-        self.save.layout.display = "none"
+        self.save = button(
+            "Save",
+            "agentnb-save",
+            tooltip="save the analysis as a notebook",
+            layout=widgets.Layout(display="none"),  # shown once saving is offered
+        )
         self.save.on_click(on_save)
         self.stop = button("Stop", "agentnb-stop", tooltip="stop the run")
         self.stop.on_click(on_stop)
-        controls = widgets.HBox([self.save, self.stop])
-        controls.add_class("agentnb-controls")
-        top = widgets.HBox([self.title, controls])
-        top.add_class("agentnb-top")
-        bar = widgets.HBox([self.status, self.usage])
-        bar.add_class("agentnb-bar")
+        controls = hbox([self.save, self.stop], "agentnb-controls")
+        top = hbox([self.title, controls], "agentnb-top")
+        bar = hbox([self.status, self.usage], "agentnb-bar")
         self._note: Any = None
-        self.box = widgets.VBox([top, bar])
-        self.box.add_class("agentnb-header")
+        self.box = vbox([top, bar], "agentnb-header")
         self._show_status()
 
     @property

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import ipywidgets as widgets
@@ -59,7 +59,7 @@ from ..errors import AgentnbError
 from ..record import RunRecord, StepRecord, subject
 from .approval import ApprovalPanel, Waiting
 from .card import Turn
-from .elements import button, html_part
+from .elements import button, html_part, vbox
 from .header import Header
 from .render import (
     State,
@@ -97,6 +97,9 @@ class ChatView:
             the running event loop shows it when the time is up, and the reply's
             end (``ModelCalled``, ``MessagePosted``) always shows everything.
         clock: where time comes from (for the elapsed time and the throttle).
+        data: the names of the data the run is given: their card ("loading …") is
+            shown at once, in the widget's first display, rather than once the data
+            was pushed and summarised (``DataReady`` fills it in).
 
     Attributes:
         widget: the root widget, to display.
@@ -114,6 +117,7 @@ class ChatView:
         record: RunRecord | None = None,
         throttle: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        data: Sequence[str] = (),
     ) -> None:
         self.task = task
         self.record = record if record is not None else RunRecord()
@@ -141,15 +145,18 @@ class ChatView:
             on_save=self._save_clicked,
             on_stop=self._stop_clicked,
         )
-        self._list = widgets.VBox([])
-        self._list.add_class("agentnb-list")
+        self._list = vbox([], "agentnb-list")
         self._style = html_part(f"<style>{stylesheet()}</style>", "agentnb-style")
-        self.widget: widgets.VBox = widgets.VBox([self._style, self.header.box, self._list])
-        self.widget.add_class("agentnb")
-        # the live view, as opposed to its static copy (see static_html)
-        self.widget.add_class("agentnb-live")
+        # agentnb-live: the live view, as opposed to its static copy (see static_html)
+        self.widget: widgets.VBox = vbox(
+            [self._style, self.header.box, self._list], "agentnb", "agentnb-live"
+        )
         self._retry: tuple[str, Any] | None = None
         """The last line about a model call being retried, updated by the next retry."""
+        self._data_pending = False
+        """The data card says "loading": the data is not loaded and summarised yet."""
+        if data:
+            self._loading(", ".join(data))
 
     def _append(self, widget: Any) -> None:
         self._list.children = (*self._list.children, widget)
@@ -383,11 +390,20 @@ class ChatView:
     def _data_words(self) -> str:
         return ", ".join(self.record.data_names) or "the data"
 
+    def _loading(self, words: str) -> Turn:
+        """The data card, saying the data is being loaded (made once, then reused)."""
+        if self._data is None:
+            self._data = self._new_card("data", f"loading {words}")
+            self._data.update(body="")
+        else:
+            self._data.update(action=f"loading {words}")
+        self._data_pending = True
+        return self._data
+
     def _on_execution_started(self, event: ExecutionStarted) -> None:
         if event.step == 0:
-            self._data = self._new_card("data", f"loading {self._data_words()}")
-            self._data.update(body="")
-            self._data.show_html("execution", execution_html(0, None), "agentnb-execution")
+            data = self._loading(self._data_words())
+            data.show_html("execution", execution_html(0, None), "agentnb-execution")
             self._set_phase(self.record.phase)
             return
         card = self._proposals.get(event.step)
@@ -447,6 +463,7 @@ class ChatView:
         self._data = card
         if execution is None:
             return
+        self._data_pending = False
         if execution.ok:  # the usual case, kept to one line
             card.box.add_class("agentnb-compact")
             card.set_part("execution", None)
@@ -457,11 +474,19 @@ class ChatView:
             card.update(action=f"could not load {self._data_words()}")
             card.show_html("execution", execution_html(0, execution), "agentnb-execution")
 
+    def _data_unloaded(self) -> None:
+        """The run ended before its data was loaded: the card no longer says "loading"."""
+        if self._data is not None and self._data_pending:
+            self._data_pending = False
+            words = ", ".join(self.record.data_names) or self._data.action.removeprefix("loading ")
+            self._data.update(action=f"did not load {words}")
+
     def _on_data_ready(self, event: DataReady) -> None:
         card = self._data
         if card is None:
             card = self._data = self._new_card("data", "")
-            card.box.add_class("agentnb-compact")
+        card.box.add_class("agentnb-compact")  # as a card of loaded data: one line
+        self._data_pending = False
         card.update(action=f"loaded {', '.join(event.names)}", body=summary_html(event.summary))
 
     def _on_notice(self, event: Notice) -> None:
@@ -497,6 +522,7 @@ class ChatView:
             self._list.children = tuple(c for c in self._list.children if c is not self._retry[1])
             self._retry = None
         self.header.stop_clock()
+        self._data_unloaded()
         state = _STATES[reason.outcome]
         self._set_phase(self.record.phase, state)
         end = end_html(reason, state, len(self.record.ran), self.header.elapsed)
@@ -636,6 +662,7 @@ class ChatView:
         self._drop_panel()
         live = self.record.finished is None and not self.header.ended
         self.header.stop_clock()
+        self._data_unloaded()
         if live:
             self.record.abandon(reason)
             self._set_phase(self.record.phase, "failed")

@@ -267,6 +267,38 @@ def test_the_data_loading_step_is_one_compact_line() -> None:
     assert "3 rows" in shown(card)
 
 
+def test_the_data_card_shows_before_the_run_starts_and_is_filled_in_later() -> None:
+    # the first card is in the widget's first display, not after the push and summary
+    view = ChatView("t", data=["sales"])
+    (card,) = cards(view)
+    assert "loading sales" in shown(card)
+    feed(
+        view,
+        [
+            RunStarted(task="t", models={"analyst": "m"}, approve="never", data=("sales",)),
+            DataReady(names=("sales",), summary="### sales: DataFrame, 3 rows"),
+        ],
+    )
+    assert cards(view) == [card]
+    assert "agentnb-compact" in classes(card)
+    assert "loaded sales" in shown(card)
+    assert "3 rows" in shown(card)
+
+
+def test_a_run_that_ends_before_its_data_loaded_says_so_on_the_data_card() -> None:
+    view = ChatView("t", data=["sales"])
+    feed(
+        view,
+        [
+            RunStarted(task="t", models={"analyst": "m"}, approve="never", data=("sales",)),
+            RunFinished(reason=StopReason("user_stop", "stopped by the user"), final_report=None),
+        ],
+    )
+    (card, *_) = cards(view)
+    assert "did not load sales" in shown(card)
+    assert "loading" not in shown(card)
+
+
 def test_a_reply_outside_the_protocol_stays_visible_with_the_notice_and_is_dimmed() -> None:
     view = ChatView("t")
     feed(
