@@ -3,8 +3,15 @@ that start servers and kernels and must leave nothing behind."""
 
 from __future__ import annotations
 
+import signal
 import socket
 from pathlib import Path
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a child that a test stops with SIGINT: a test runner started in
+    the background (``cmd &`` in a script) ignores SIGINT, and its children would too."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port() -> int:

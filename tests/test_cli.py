@@ -35,6 +35,7 @@ from agentnb.models.scripted import ScriptedModel
 from agentnb.ui.terminal import TerminalApprover, TerminalView
 
 from .conftest import rerun
+from .processes import interruptible
 
 TASK = "What is the total amount?"
 AGENTNB_RUN = [sys.executable, "-m", "agentnb", "run"]
@@ -307,6 +308,7 @@ def test_ctrl_c_stops_the_run_with_status_130(workdir: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_env(),
+        preexec_fn=interruptible,
     )
     assert process.stderr is not None
     seen = ""

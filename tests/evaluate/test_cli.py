@@ -17,7 +17,7 @@ import pytest
 from agentnb.cli import main
 from agentnb.evaluate import load_suite
 
-from ..processes import alive, children_of
+from ..processes import alive, children_of, interruptible
 from .conftest import OracleServer, native, step
 
 AGENTNB_EVAL = [sys.executable, "-m", "agentnb", "eval"]
@@ -143,7 +143,9 @@ def test_ctrl_c_keeps_the_finished_tasks(oracle_server: OracleServer, tmp_path: 
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**env, "COLUMNS": "200"},
+        preexec_fn=interruptible,
+        # where it still hangs, SIGABRT makes it say where each of its threads is
+        env={**env, "COLUMNS": "200", "PYTHONFAULTHANDLER": "1"},
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -160,7 +162,12 @@ def test_ctrl_c_keeps_the_finished_tasks(oracle_server: OracleServer, tmp_path: 
         time.sleep(1.5)  # its step is under way
         process.send_signal(signal.SIGINT)
         # ending a kernel per running task takes a while on a loaded 2-core machine
-        stdout, stderr = process.communicate(timeout=120)
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            _, stderr = process.communicate(timeout=30)
+            pytest.fail("agentnb eval did not end after Ctrl-C:\n" + stderr.decode())
     finally:
         if process.poll() is None:
             process.kill()

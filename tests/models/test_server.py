@@ -19,6 +19,8 @@ import pytest
 
 from agentnb.models.server import Hang, Reply, ScriptedServer, Status
 
+from ..processes import interruptible
+
 Server = Callable[..., ScriptedServer]
 
 
@@ -174,6 +176,7 @@ def test_the_command_line_serves_a_script(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=interruptible,
     )
     try:
         assert process.stderr is not None
