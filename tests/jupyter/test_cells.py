@@ -152,6 +152,16 @@ class Frontend:
         msg = self.client.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
         self.client.shell_channel.send(msg)
 
+    def ready(self, comm_id: str) -> None:
+        """Answer the writer's comm as JupyterLab's extension does."""
+        self.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+
+    async def accept(self) -> str:
+        """The writer's comm, opened from the kernel and answered ready."""
+        comm_id = str((await self.comm_open())["content"]["comm_id"])
+        self.ready(comm_id)
+        return comm_id
+
     def close(self, comm_id: str) -> None:
         msg = self.client.session.msg("comm_close", {"comm_id": comm_id, "data": {}})
         self.client.shell_channel.send(msg)
@@ -255,7 +265,7 @@ async def test_steps_reach_the_frontend_in_order_once_it_is_ready(frontend: Fron
     assert await frontend.evaluate("writer.state") == "connecting"
     assert frontend.comm_messages(comm_id) == []
 
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    frontend.ready(comm_id)
     assert await frontend.evaluate("writer.state, writer.client") == ("active", "lab")
     await frontend.execute(
         "out = [{'output_type': 'stream', 'name': 'stdout', 'text': '2\\n'}]\n"
@@ -302,8 +312,7 @@ async def test_inserted_cells_are_never_trusted_and_carry_no_script(frontend: Fr
         "writer.insert(step=1, code='show()', outputs=out, metadata={})",
         cell_id="agents-cell",
     )
-    comm_id = (await frontend.comm_open())["content"]["comm_id"]
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    comm_id = await frontend.accept()
     (sent,) = await frontend.inserts(comm_id, 1)
     assert "trusted" not in sent["cell"]["metadata"]
     outputs = sent["cell"]["outputs"]
@@ -327,8 +336,7 @@ async def test_a_steps_note_goes_above_its_code_and_the_report_after_them(
         "                       metadata={'kind': 'report'})",
         cell_id="agents-cell",
     )
-    comm_id = (await frontend.comm_open())["content"]["comm_id"]
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    comm_id = await frontend.accept()
     note, code, report = await frontend.inserts(comm_id, 3)
     assert [m["key"] for m in (note, code, report)] == ["run-1:1:reason", "run-1:1", "run-1:report"]
     assert note["cell"] == {
@@ -377,8 +385,7 @@ async def test_a_later_step_that_updates_a_display_changes_the_inserted_cell(
         "writer.insert(step=2, code='h.update(...)', outputs=[], metadata={})",
         cell_id="agents-cell",
     )
-    comm_id = (await frontend.comm_open())["content"]["comm_id"]
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    comm_id = await frontend.accept()
     await frontend.inserts(comm_id, 2)
     frontend.reply(comm_id, inserted(1, "c1"))
     frontend.reply(comm_id, inserted(2, "c2"))
@@ -481,8 +488,7 @@ async def test_the_frontends_answers_are_handled_under_the_agents_cells_request(
         "writer.insert(step=1, code='x = 1', outputs=[], metadata={})",
         cell_id="agents-cell",
     )
-    comm_id = (await frontend.comm_open())["content"]["comm_id"]
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    comm_id = await frontend.accept()
     await frontend.inserts(comm_id, 1)
     frontend.reply(comm_id, inserted(1, "c1"))
     assert await frontend.evaluate("parents") == [cell_msg]
@@ -536,8 +542,7 @@ async def test_a_frontend_without_the_extension_closes_the_comm(frontend: Fronte
 @kernel_tier
 async def test_the_frontend_going_away_mid_run_is_reported(frontend: Frontend) -> None:
     await frontend.execute(setup(30), cell_id="agents-cell")
-    comm_id = (await frontend.comm_open())["content"]["comm_id"]
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    comm_id = await frontend.accept()
     assert await frontend.evaluate("writer.state") == "active"
     frontend.close(comm_id)
     # the steps after that wait for a page to attach (see the tests below)
@@ -562,7 +567,7 @@ async def test_no_answer_gives_up_after_the_timeout(frontend: Frontend) -> None:
     assert time.monotonic() - started < 5
     # closed on the kernel side, so a frontend answering late inserts nothing
     await frontend.wait_for(lambda _m: frontend.comm_messages(comm_id, "comm_close") != [])
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    frontend.ready(comm_id)
     assert await frontend.evaluate("writer.state") == "unavailable"
     assert frontend.comm_messages(comm_id) == []
 
@@ -616,8 +621,7 @@ async def ran_and_left(frontend: Frontend) -> str:
         setup(30) + "writer.insert(step=1, code='x = 1', outputs=[], metadata={})",
         cell_id="agents-cell",
     )
-    comm_id = str((await frontend.comm_open())["content"]["comm_id"])
-    frontend.reply(comm_id, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    comm_id = await frontend.accept()
     await frontend.inserts(comm_id, 1)
     frontend.reply(comm_id, inserted(1, "a1"))
     assert await frontend.evaluate("writer.inserted") == {"run-1:1": "a1"}
@@ -745,7 +749,7 @@ async def test_a_page_opened_after_the_runs_ended_is_told_of_the_last_widget_onl
             lambda m: m["msg_type"] == "comm_open" and m["content"]["data"].get("run_id") == "run-2"
         )
     )["content"]["comm_id"]
-    frontend.reply(second, {"event": "ready", "client": "lab", "version": PROTOCOL_VERSION})
+    frontend.ready(second)
     await frontend.execute("again.finish()")
     await frontend.closed(second)
 
