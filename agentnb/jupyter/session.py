@@ -372,11 +372,12 @@ class Session:
 
         # the code that rebuilds the data, for the saved notebook: here, once the widget
         # shows, not in prepare (it parses the whole input history)
-        cells = [str(cell) for cell in self.shell.user_ns.get("In", ())]
-        for name in analysis.names if analysis.resume is None else ():
-            source = recreate(cells, name)
-            if source is not None:
-                analysis.data_sources[name] = source
+        if analysis.resume is None:  # a resumed run names its data, without sources
+            cells = [str(cell) for cell in self.shell.user_ns.get("In", ())]
+            for name in analysis.names:
+                source = recreate(cells, name)
+                if source is not None:
+                    analysis.data_sources[name] = source
         data = {name: self.shell.user_ns[name] for name in analysis.names}
         analysis.values = dict(data)
         self.pushed = [*self.pushed, *(n for n in analysis.names if n not in self.pushed)]
