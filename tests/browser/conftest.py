@@ -36,6 +36,7 @@ from .harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
     FRONTENDS,
+    SAVE_REFUSALS,
     VIEWPORT,
     ConsoleLog,
     JupyterServer,
@@ -166,3 +167,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if ready:
         times = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in ready.items())
         terminalreporter.write_line(f"browser tier: Jupyter server ready in {times}")
+    for refusal in SAVE_REFUSALS:
+        terminalreporter.write_line(
+            f"browser tier: a save was refused, then pressed again: {refusal}"
+        )

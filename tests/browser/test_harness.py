@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
+import pytest
 from playwright.sync_api import expect
 
-from .harness import Notebook, agentnb_extension
+from .harness import SAVE_REFUSALS, Notebook, agentnb_extension, tail
 
 BUTTON_CELL = """\
 from pathlib import Path
@@ -148,3 +150,35 @@ def test_the_page_loads_the_agentnb_extension_built_from_this_checkout(notebook:
     )
     (ours,) = [e for e in extensions if e["name"] == "agentnb-cells"]
     assert ours["load"] == f"static/{entry}"
+
+
+@pytest.mark.parametrize("jupyter_server", ["lab"], indirect=True)
+def test_a_save_refused_twice_fails_with_what_is_on_disk(notebook: Notebook) -> None:
+    path = notebook.create("refused.ipynb", ["1 + 1"])
+    notebook.open("refused.ipynb")
+    notebook.run_cell(0)
+    # a folder where the notebook was, older than the page's copy: each save is refused
+    path.unlink()
+    path.mkdir()
+    os.utime(path, (0, 0))
+    refusals = len(SAVE_REFUSALS)
+    with pytest.raises(AssertionError, match="refused twice") as failed:
+        notebook.save()
+    assert "refused.ipynb (dir)" in str(failed.value)
+    assert len(SAVE_REFUSALS) == refusals + 1  # the first, pressed again
+    assert "Save Error" in SAVE_REFUSALS.pop()
+
+
+def test_a_failure_shows_the_servers_log_with_a_polls_lines_folded() -> None:
+    poll = [
+        f"[W 13:32:{i:02d}.380 ServerApp] 404 GET /api/contents/a.ipynb?content=1"
+        for i in range(50)
+    ]
+    log = "\n".join(["[I 13:32:00.001 ServerApp] Saving file at /a.ipynb", *poll, "last"])
+    folded = tail(log, limit=500)
+    assert folded.splitlines() == [
+        "[I 13:32:00.001 ServerApp] Saving file at /a.ipynb",
+        poll[0],
+        "  (and 49 more like it)",
+        "last",
+    ]
