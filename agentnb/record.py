@@ -331,6 +331,21 @@ class RunRecord:
         if step.code is None:
             step.code = execution.code
 
+    def take_updates(self, later: Execution) -> list[int]:
+        """What ``later``, a step of another run in the same kernel, changed of what this
+        run's steps show (``h.update(...)`` of a display one of them made): applied, and
+        the numbers of the steps whose outputs changed (0 for the data's setup)."""
+        before = self._outputs()
+        self._update_earlier(later)
+        after = self._outputs()
+        return [number for number, outputs in after.items() if outputs != before.get(number)]
+
+    def _outputs(self) -> dict[int, tuple[dict[str, Any], ...]]:
+        shown = {n: s.execution.outputs for n, s in self.steps.items() if s.execution is not None}
+        if self.setup is not None:
+            shown[0] = self.setup.outputs
+        return shown
+
     def _update_earlier(self, later: Execution) -> None:
         ran = [s for s in self.steps.values() if s.execution is not None]
         earlier = [*([self.setup] if self.setup is not None else []), *(s.execution for s in ran)]

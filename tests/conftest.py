@@ -219,11 +219,7 @@ def value(execution: Execution) -> Any:
 async def outcome(cell: Cell) -> object:
     """The current analysis' stop reason kind and its steps' statuses."""
     return value(
-        await cell(
-            "from agentnb.jupyter import magics\n"
-            "r = magics._session.current.result\n"
-            "(r.stop_reason.kind, [s.status for s in r.steps])"
-        )
+        await cell("r = %agents result\n(r.stop_reason.kind, [s.status for s in r.steps])")
     )
 
 

@@ -337,6 +337,7 @@ class CellWriter:
         self._steps: dict[str, int] = {}
         self._messages: dict[str, dict[str, Any]] = {}  # every step's insert, in order
         self._updated: set[str] = set()  # keys whose outputs a later step changed
+        self._earlier: dict[str, list[dict[str, Any]]] = {}  # earlier runs' cells' outputs
         self._settled: set[str] = set()  # keys a frontend inserted, found or refused
         self._finished = False
         self._closed = False
@@ -418,8 +419,20 @@ class CellWriter:
         if self.state == "active" and self._link is not None:
             self._link.send(self._outputs_message(key))
 
+    def update_earlier(self, key: str, outputs: Sequence[Mapping[str, Any]]) -> None:
+        """A step of this run changed what a step of an earlier run in the same kernel
+        shows: that step's cell (``key``, wherever the user moved it) gets ``outputs``,
+        sanitised and uncounted. Kept for a page that attaches later."""
+        shown = [_uncounted(output) for output in safe_outputs(outputs)]
+        if self._closed or self._earlier.get(key) == shown:
+            return
+        self._earlier[key] = shown
+        if self.state == "active" and self._link is not None:
+            self._link.send(self._outputs_message(key))
+
     def _outputs_message(self, key: str) -> dict[str, Any]:
-        outputs = self._messages[key]["cell"]["outputs"]
+        message = self._messages.get(key)
+        outputs = message["cell"]["outputs"] if message is not None else self._earlier[key]
         return {"action": "outputs", "run_id": self.run_id, "key": key, "outputs": outputs}
 
     def insert_markdown(self, *, key: str, source: str, metadata: Mapping[str, Any]) -> None:
@@ -475,7 +488,7 @@ class CellWriter:
             page.send(message)
         # a notebook saved before a later step changed these cells' outputs has them
         # already, and skips their inserts: it gets the outputs as they now are
-        for key in [k for k in self._messages if k in self._updated]:
+        for key in [*(k for k in self._messages if k in self._updated), *self._earlier]:
             page.send(self._outputs_message(key))
 
     def finish(self) -> None:
@@ -508,6 +521,7 @@ class CellWriter:
             _attachable.remove(self)
         self._messages.clear()  # nothing is sent any more; _ended may keep the writer a while
         self._updated.clear()
+        self._earlier.clear()
         if self.anchor is not None and self._display is not None and self._loop is not None:
             _ended.pop(self.anchor, None)
             _ended[self.anchor] = self
@@ -569,6 +583,8 @@ class CellWriter:
             self._settle("active")
             for message in self._messages.values():
                 link.send(message)
+            for key in self._earlier:
+                link.send(self._outputs_message(key))
         elif event == "inserted":
             key, cell_id = str(data["key"]), str(data["cell_id"])
             first = key not in self.inserted

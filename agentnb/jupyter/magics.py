@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 _session: Session | None = None
 
 _LINE_USAGE = (
-    "%agents status | stop | save [PATH] | pull NAME | resume [RUN] | reset  "
+    "%agents status | result | stop | save [PATH] | pull NAME | resume [RUN] | reset  "
     "(a %%agents cell runs an analysis; %%agents --help lists its flags)"
 )
 
@@ -133,10 +133,12 @@ def _words(line: str) -> tuple[str, list[str]]:
 
 
 def _at_once(session: Session, line: str, command: str, args: list[str]) -> Any:
-    """The subcommands that need no awaiting: status, stop (without waiting), save."""
+    """The subcommands that need no awaiting: status, result, stop (without waiting), save."""
     try:
         if command == "status" and not args:
             return _Text(session.status())
+        if command == "result" and not args:
+            return session.result()
         if command == "stop" and not args:
             return _Text("stopped" if session.stop() else "no analysis is running")
         if command == "save" and len(args) <= 1:
@@ -288,7 +290,7 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 
 
 def _line_magic(line: str) -> Any:
-    """%agents status | stop | save [PATH] | pull NAME | reset"""
+    """%agents status | result | stop | save [PATH] | pull NAME | resume [RUN] | reset"""
     # reached only when the transformer did not apply (an indented or programmatic
     # call): everything but pull and reset works without awaiting
     command, args = _words(line)

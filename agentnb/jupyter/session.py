@@ -29,12 +29,15 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from traitlets import Bool
 
+from ..chat.events import Event, ExecutionFinished
 from ..chat.group import RunResult
+from ..chat.messages import Execution
 from ..errors import AgentnbError, ConfigError
 from ..flags import FlagParser, UsageError, add_run_flags, split_names
 from ..kernel import ManagedKernel
@@ -139,6 +142,17 @@ def default_save_name(task: str) -> str:
     words = re.findall(r"\w+", task.lower())[:4]
     slug = "-".join(words)[:32].strip("-") or "analysis"
     return f"agentnb-{slug}.ipynb"
+
+
+def _with_outputs(result: RunResult, record: RunRecord) -> RunResult:
+    """``result`` with its steps' (and setup's) executions as ``record`` now has them."""
+    steps = tuple(
+        replace(step, execution=record.steps[step.number].execution or step.execution)
+        if step.number in record.steps
+        else step
+        for step in result.steps
+    )
+    return replace(result, steps=steps, setup=record.setup or result.setup)
 
 
 def _ended(analysis: Analysis) -> None:
@@ -368,7 +382,12 @@ class Session:
                 "starts over: the earlier analyses' variables and history are not there.",
             )
         anchor = anchor_cell_id()
-        on_event = observe(analysis, anchor)
+        watched = observe(analysis, anchor)
+
+        def on_event(event: Event) -> None:
+            watched(event)
+            if isinstance(event, ExecutionFinished):
+                self._ran(analysis, event.execution, kernel)
 
         # the code that rebuilds the data, for the saved notebook: here, once the widget
         # shows, not in prepare (it parses the whole input history)
@@ -397,6 +416,34 @@ class Session:
             stop=analysis.stop,
         )
         analysis.handle = asyncio.ensure_future(self._finish(analysis, coroutine))
+
+    def _ran(self, analysis: Analysis, execution: Execution, kernel: ManagedKernel) -> None:
+        """A step of ``analysis`` ran: what it changed of the displays of earlier runs'
+        steps in the same kernel process (``h.update(...)``) reaches them as it reaches
+        this run's: their records (and so a save), results, widgets and cells."""
+        process = kernel.incarnation
+        if execution.status in ("ok", "error"):  # a kernel that died or restarted is another
+            analysis.ran_in = process
+        if not execution.updates:
+            return
+        for earlier in self.analyses:
+            if earlier is analysis or earlier.ran_in != process:
+                continue
+            changed = earlier.record.take_updates(execution)
+            if not changed:
+                continue
+            earlier.view.show_updated()
+            if earlier.result is not None:
+                earlier.result = _with_outputs(earlier.result, earlier.record)
+            for number in changed:
+                shown = earlier.record.steps[number].execution if number else None
+                if shown is None:
+                    continue  # the data's setup has no cell
+                if earlier.writer is not None:  # still open: a page attaching later gets it
+                    earlier.writer.update_outputs(step=number, outputs=shown.outputs)
+                if analysis.writer is not None:
+                    key = f"{earlier.record.run_id}:{number}"
+                    analysis.writer.update_earlier(key, shown.outputs)
 
     async def _finish(self, analysis: Analysis, coroutine: Any) -> RunResult | None:
         try:
@@ -438,6 +485,20 @@ class Session:
         await asyncio.wait([analysis.handle], timeout=within)
 
     # --- subcommands -----------------------------------------------------------------
+
+    def result(self) -> RunResult:
+        """The last analysis's :class:`RunResult` (``r = %agents result``): its steps with
+        code and outputs, final report, stop reason, tokens and costs."""
+        last = self.current
+        if last is None:
+            raise UsageError("no analysis in this session yet: a %%agents cell runs one")
+        if last.result is not None:
+            return last.result
+        if last.error is not None:
+            raise UsageError(f"the last analysis ended without a result: {last.error}")
+        raise UsageError(
+            "the last analysis is still running: ask again when it has ended (%agents stop ends it)"
+        )
 
     def status(self) -> str:
         analysis = self.current

@@ -58,9 +58,9 @@ class Analysis:
     out: Path | None = None
     data_sources: dict[str, str] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
+    """The ``--data`` values pushed, kept for a saved notebook that needs them."""
     resume: Resumption | None = None
     """The earlier run this one continues (``%agents resume``)."""
-    """The ``--data`` values pushed, kept for a saved notebook that needs them."""
     names: list[str] = field(default_factory=list)
     """The ``--data`` variables to push."""
     new: bool = False
@@ -75,6 +75,9 @@ class Analysis:
     """The static copy of the chat the cell got when the run ended (a display_data
     output, see :meth:`static_output`)."""
     started: float = field(default_factory=time.monotonic)
+    ran_in: int | None = None
+    """The kernel process its steps last ran in (``ManagedKernel.incarnation``): a
+    later run's step in the same process may update their displays."""
 
     @property
     def running(self) -> bool:

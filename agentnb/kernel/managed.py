@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _DRAIN_AFTER_DEATH = 0.2  # seconds to collect what a dying kernel had already sent
 _INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+_INCARNATIONS = itertools.count(1)
 
 
 class ManagedKernel:
@@ -75,6 +77,10 @@ class ManagedKernel:
         self._interrupt_queued = False
         self.preloaded: tuple[str, ...] = ()
         """Modules the kernel imported at start (see ``KernelConfig.preload``)."""
+        self.incarnation = 0
+        """Which kernel process runs now, restarts included: a number no other kernel
+        process started here had (0 before the first). The executions of one share
+        its execution counts and display ids."""
         # Whatever happens to this object, its kernel process does not outlive it
         # (garbage collection or interpreter exit; a hard crash of this process is
         # covered by the kernel's own parent-process poller).
@@ -233,6 +239,7 @@ class ManagedKernel:
                 extra={"MPLBACKEND": _INLINE_BACKEND, "PWD": cwd, **config.env},
             )
         await self._backend.start(env=env, cwd=cwd, timeout=config.startup_timeout)
+        self.incarnation = next(_INCARNATIONS)
         self._displays = Displays()  # a new kernel has none of the old one's
         try:
             report = await self._bootstrap()

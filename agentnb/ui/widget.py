@@ -327,7 +327,7 @@ class ChatView:
                 if card is not None and not card.ran:
                     self._show_execution(card, self.record.steps[message.step])
                 if message.execution.updates:
-                    self._show_updated()
+                    self.show_updated()
             case _:
                 assert_never(message)
 
@@ -428,7 +428,7 @@ class ChatView:
 
     def _on_execution_finished(self, event: ExecutionFinished) -> None:
         if event.execution.updates:
-            self._show_updated()
+            self.show_updated()
         if event.step == 0:
             self._data_loaded()
             return
@@ -443,7 +443,7 @@ class ChatView:
         if step.execution is not None:
             self._outputs[step.number] = step.execution.outputs
 
-    def _show_updated(self) -> None:
+    def show_updated(self) -> None:
         """A step changed what earlier steps show (a display updated, an id shown
         again): their cards show their outputs as they now are, as a notebook's cells
         do. The record has already applied the change to their executions."""

@@ -86,6 +86,47 @@ def test_a_later_steps_update_shows_in_the_earlier_steps_cell_and_card(
     assert not notebook.console.errors
 
 
+SHOWS = {"analyst": [step(SHOW, "Show the progress."), "Done."], "critic": ["APPROVE."] * 2}
+UPDATES = {"analyst": [step(UPDATE, "Finish the progress."), "Done."], "critic": ["APPROVE."] * 2}
+
+
+def test_a_later_runs_step_updates_what_an_earlier_runs_step_shows(notebook: Notebook) -> None:
+    # as cell 2 of a notebook updates cell 1's display: run 2's step, in the same managed
+    # kernel, updates the display run 1's step made
+    setup = _setup(notebook, shows=SHOWS, updates=UPDATES)
+    flags = "--approve never --notes off"
+    first = f'%%agents --data sales {flags} --model "scripted:{{shows}}"\nShow the progress.'
+    second = f'%%agents {flags} --model "scripted:{{updates}}"\nFinish it.'
+    notebook.create("across.ipynb", [LOAD, setup, first, second])
+    notebook.open("across.ipynb")
+    notebook.run_cell(0)
+    notebook.run_cell(1)
+    notebook.run_cell(2)
+    _wait_phase(notebook, 2, "done")
+    notebook.wait_for(lambda: sorted(_agent_cells(notebook.cells())) == [3], "run 1's cell")
+    assert _outputs_text(notebook.cells()[3]) == "'0 %'"
+    notebook.run_cell(4)
+    _wait_phase(notebook, 4, "done")
+    notebook.wait_for(lambda: sorted(_agent_cells(notebook.cells())) == [3, 5], "run 2's cell")
+    assert _source(notebook.cells()[5]) == UPDATE
+
+    # run 1's cell shows the update, never trusted; run 2's cell shows nothing of its own
+    notebook.wait_for(lambda: "100 %" in notebook.output_text(3), "the update in run 1's cell")
+    assert _outputs_text(notebook.cells()[3]) == "'100 %'"
+    assert notebook.page.evaluate(_TRUSTED_JS)[3] is False
+    assert "100 %" not in notebook.output_text(5)
+    # run 1's widget: its card of step 1 has it too
+    card = _card(notebook, 2, "proposes step 1")
+    notebook.click_button("show", within=card)
+    run = card.locator(".agentnb-execution")
+    notebook.wait_visible(run, "the run of step 1 in run 1's card")
+    notebook.wait_for(lambda: "100 %" in run.inner_text(), "the update in run 1's card")
+    notebook.screenshot("1-updated-across-runs", show=notebook.cell(2))
+    saved = notebook.save()
+    assert _outputs_text(saved["cells"][3]) == "'100 %'"
+    assert not notebook.console.errors
+
+
 # long enough that the tab is closed while it runs, so it finishes with no page open
 SLOW_UPDATE = "import time\n\ntime.sleep(1.5)\nh.update('100 %')"
 SLOW_SCRIPT = {

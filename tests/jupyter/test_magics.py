@@ -17,13 +17,15 @@ import pytest
 
 from agentnb.models.server import ScriptedServer
 
-from ..conftest import Cell, outcome, rerun, script, text, usage_error, value
+from ..conftest import Cell, outcome, rerun, script, step, text, usage_error, value
 
 STEP = (
     "Totals per region.\n\n"
     '```python\ntotals = sales.groupby("region")["revenue"].sum()\ntotals\n```'
 )
 REPORT = "**North** sold most: 30 against 12."
+SHOW = "h = display('0 %', display_id=True)"
+UPDATE = "h.update('100 %')"
 
 
 async def test_an_autonomous_cell_runs_to_its_end_before_the_next_cell(
@@ -45,9 +47,7 @@ async def test_an_autonomous_cell_runs_to_its_end_before_the_next_cell(
     # where the widget cannot render (its kernel gone, papermill reports, nbviewer, VS Code
     # without it): the whole chat as sanitised HTML, and the outcome and report as text
     assert chat["output_type"] == "display_data"
-    run_id = value(
-        await cell("from agentnb.jupyter import magics\nmagics._session.current.record.run_id")
-    )
+    run_id = value(await cell("r = %agents result\nr.run_id"))
     assert chat["metadata"] == {"agentnb": {"run_id": run_id, "view": "static"}}
     html = chat["data"]["text/html"]
     assert html.startswith(f'<div class="agentnb agentnb-static agentnb-static-{run_id}">')
@@ -61,9 +61,7 @@ async def test_an_autonomous_cell_runs_to_its_end_before_the_next_cell(
     # the cell stayed running: the next cell sees the finished run
     result = value(
         await cell(
-            "from agentnb.jupyter import magics\n"
-            "r = magics._session.current.result\n"
-            "(r.stop_reason.kind, r.final_report, [s.status for s in r.steps])"
+            "r = %agents result\n(r.stop_reason.kind, r.final_report, [s.status for s in r.steps])"
         )
     )
     assert result == ("approved", REPORT, ["ok"])
@@ -125,9 +123,8 @@ async def test_a_follow_up_cell_continues_in_the_same_kernel_and_knows_the_past(
     # ... and its step used `totals`, which the first analysis left in the kernel
     steps = value(
         await cell(
-            "from agentnb.jupyter import magics\n"
-            "[(s.status, s.outputs[0]['data']['text/plain'].split()[:5]) "
-            "for s in magics._session.current.result.steps]"
+            "r = %agents result\n"
+            "[(s.status, s.outputs[0]['data']['text/plain'].split()[:5]) for s in r.steps]"
         )
     )
     assert steps == [("ok", ["region", "North", "0.71", "South", "0.29"])]
@@ -141,12 +138,7 @@ async def test_a_follow_up_cell_continues_in_the_same_kernel_and_knows_the_past(
         )
         assert fresh.status == "ok", fresh.to_model_text()
         assert "Earlier in this session" not in json.dumps(server.requests[0]["messages"])
-    left = value(
-        await cell(
-            "from agentnb.jupyter import magics\n"
-            "magics._session.current.result.steps[0].outputs[0]['data']['text/plain']"
-        )
-    )
+    left = value(await cell("r = %agents result\nr.steps[0].outputs[0]['data']['text/plain']"))
     assert left == "False"
 
 
@@ -174,8 +166,9 @@ async def test_bad_flags_give_one_line_and_start_nothing(
         usage_error(ran) == message if message.startswith("--data") else message in usage_error(ran)
     )
     assert not [o for o in ran.outputs if o["output_type"] == "display_data"]  # no widget
-    assert (
-        value(await cell("from agentnb.jupyter import magics\nlen(magics._session.analyses)")) == 0
+    # nothing started: no analysis has a result
+    assert usage_error(await cell("%agents result")) == (
+        "no analysis in this session yet: a %%agents cell runs one"
     )
 
 
@@ -216,6 +209,23 @@ async def test_configuration_then_flags(cell: Cell, tmp_path: Path) -> None:
     assert "approve='never' (%config Agents.approve)" in status
     assert "max_turns=7 (%config Agents.max_turns)" in status
     assert "step_timeout=11.0 (flag)" in status
+
+
+async def test_a_later_runs_step_updates_what_an_earlier_runs_step_shows(
+    cell: Cell, tmp_path: Path
+) -> None:
+    shows = script(tmp_path, [step(SHOW), REPORT], ["APPROVE", "APPROVE"], name="shows.json")
+    updates = script(tmp_path, [step(UPDATE), REPORT], ["APPROVE", "APPROVE"], name="up.json")
+    for replies in (shows, updates):
+        ran = await cell(f"%%agents --data sales --approve never --model scripted:{replies}\nQ?")
+        assert ran.status == "ok", ran.to_model_text()
+    # the saved analysis has run 1's step as run 2 left it, as a notebook's cell would
+    assert "saved" in text(await cell("%agents save both.ipynb"))
+    notebook = json.loads((tmp_path / "both.ipynb").read_text())
+    (shown,) = [c for c in notebook["cells"] if "".join(c["source"]) == SHOW]
+    assert ["".join(o["data"]["text/plain"]) for o in shown["outputs"]] == ["'100 %'"]
+    (updated,) = [c for c in notebook["cells"] if "".join(c["source"]) == UPDATE]
+    assert updated["outputs"] == []
 
 
 async def test_pull_save_reset_and_unload(cell: Cell, tmp_path: Path) -> None:
@@ -302,6 +312,7 @@ async def test_background_returns_at_once_and_stop_ends_the_run(cell: Cell, tmp_
     assert started.status == "ok", started.to_model_text()
     await asyncio.sleep(3)
     assert "phase: running step 1" in text(await cell("%agents status"))
+    assert "still running" in usage_error(await cell("%agents result"))
     assert "stopped" in text(await cell("%agents stop"))
     assert await outcome(cell) == ("user_stop", ["interrupted"])
     assert "no analysis is running" in text(await cell("%agents stop"))

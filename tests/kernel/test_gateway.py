@@ -650,18 +650,14 @@ async def test_a_notebook_cell_runs_on_the_gateway_and_back_here(
     status = await notebook.execute("%agents status")
     assert f"managed kernel: running on the gateway {gateway.url}" in text_of(status)
     assert "isolated as that gateway isolates its kernels" in text_of(status)
-    ran = await notebook.execute(
-        "[s.outputs[0]['text'] for s in magics._session.current.result.steps]"
-    )
+    ran = await notebook.execute("r = %agents result\n[s.outputs[0]['text'] for s in r.steps]")
     assert "remote: 1" in text_of(ran)
     assert len(gateway.kernels()) == 1
 
     # the next cell without --gateway runs on this machine again, in a fresh kernel
     here = await notebook.execute(f"%%agents {flags}\nAnd here?")
     assert here.status == "ok", here.to_model_text()
-    ran = await notebook.execute(
-        "[s.outputs[0]['text'] for s in magics._session.current.result.steps]"
-    )
+    ran = await notebook.execute("r = %agents result\n[s.outputs[0]['text'] for s in r.steps]")
     assert "remote: None" in text_of(ran)
     assert gateway.kernels() == []  # the remote kernel was shut down when it moved
     await notebook.execute("await magics._session.close()")
