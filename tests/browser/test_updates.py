@@ -9,6 +9,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from playwright.sync_api import Locator
 
 from ..conftest import step
 from .harness import Notebook
@@ -36,6 +37,17 @@ def _outputs_text(cell: dict[str, Any]) -> str:
     return "".join(
         str(output.get("data", {}).get("text/plain", "")) for output in cell.get("outputs", [])
     )
+
+
+def _updated_run_of_step_1(notebook: Notebook) -> Locator:
+    """The run of step 1 in cell 2's widget, its card (folded to a line) shown again, once it
+    shows the update."""
+    card = _card(notebook, 2, "proposes step 1")
+    notebook.click_button("show", within=card)
+    run = card.locator(".agentnb-execution")
+    notebook.wait_visible(run, "the run of step 1 in its card")
+    notebook.wait_for(lambda: "100 %" in run.inner_text(), "the update in the card of step 1")
+    return run
 
 
 def test_a_later_steps_update_shows_in_the_earlier_steps_cell_and_card(
@@ -75,11 +87,7 @@ def test_a_later_steps_update_shows_in_the_earlier_steps_cell_and_card(
     assert _outputs_text(on_disk.cells[3]) == "'100 %'"
 
     # the widget's card of step 1, folded to its line: shown again, it has the update
-    card = _card(notebook, 2, "proposes step 1")
-    notebook.click_button("show", within=card)
-    run = card.locator(".agentnb-execution")
-    notebook.wait_visible(run, "the run of step 1 in its card")
-    notebook.wait_for(lambda: "100 %" in run.inner_text(), "the update in the card of step 1")
+    run = _updated_run_of_step_1(notebook)
     assert "'0 %'" not in run.inner_text()
     notebook.screenshot("1-updated", show=notebook.cell(2))
 
@@ -116,11 +124,7 @@ def test_a_later_runs_step_updates_what_an_earlier_runs_step_shows(notebook: Not
     assert notebook.page.evaluate(_TRUSTED_JS)[3] is False
     assert "100 %" not in notebook.output_text(5)
     # run 1's widget: its card of step 1 has it too
-    card = _card(notebook, 2, "proposes step 1")
-    notebook.click_button("show", within=card)
-    run = card.locator(".agentnb-execution")
-    notebook.wait_visible(run, "the run of step 1 in run 1's card")
-    notebook.wait_for(lambda: "100 %" in run.inner_text(), "the update in run 1's card")
+    _updated_run_of_step_1(notebook)
     notebook.screenshot("1-updated-across-runs", show=notebook.cell(2))
     saved = notebook.save()
     assert _outputs_text(saved["cells"][3]) == "'100 %'"
